@@ -1,0 +1,1 @@
+"""The LTX-2 model family in plain PyTorch (no ComfyUI imports below this package)."""
