@@ -28,8 +28,13 @@ _KIND = {
 
 
 def reference_model(header: dict, state_dict: dict, dtype=torch.float32):
-    """ltx-core's ``LTXModel`` from ``{"transformer": header}``, loaded strictly."""
-    model = LTXModelConfigurator.from_config({"transformer": header})
+    """ltx-core's ``LTXModel`` from ``{"transformer": header}``, loaded strictly.
+
+    Built on the meta device and filled with ``assign=True``: no random init of its own, and
+    it shares the given tensors (the 19B benchmark keeps one copy of the weights).
+    """
+    with torch.device("meta"):
+        model = LTXModelConfigurator.from_config({"transformer": header})
     model.load_state_dict(state_dict, strict=True, assign=True)
     return model.to(dtype).eval()
 
