@@ -1,0 +1,49 @@
+"""Files -> modules: safetensors headers, key routing, strict loading with clear errors.
+
+Modules:
+  safetensors_file  header parsing with diagnostics, lazy tensor reads, ``CheckpointError``
+  checkpoint        ``read_checkpoint`` / ``transformer_config`` / ``build_transformer``
+  layouts           official key layouts per component (header config -> {key: shape})
+  tiny_layouts      tiny official-layout checkpoints for tests and tools
+
+File reading here never imports ComfyUI (only ``comfy_model.py`` does, and nothing here
+imports it), so tools and tests use these modules without a host.
+
+Import pattern.  This package is imported two ways: as ``<pack>.model_loaders`` when ComfyUI
+loads the pack (under whatever alias the folder gets, e.g. ``openltx``), and as top-level
+``model_loaders`` when ``tools/*.py`` or tests put the repository root on ``sys.path``.
+Imports inside the package are relative (``from .checkpoint import ...``).  A module that
+needs the sibling package ``ltx2`` tries the package-relative form first and falls back to the
+top-level one::
+
+    try:
+        from ..ltx2.config import TransformerConfig   # <pack>.model_loaders
+    except ImportError:
+        from ltx2.config import TransformerConfig     # top-level model_loaders
+
+(``from ..ltx2`` raises ImportError "beyond top-level package" in the second case.)  Both
+forms resolve to the same ``ltx2`` the importer sees, so its classes and exceptions are never
+duplicated within one import style.
+"""
+
+from .checkpoint import (
+    COMPONENT_NAMES,
+    SUPPORTED_VERSIONS,
+    CheckpointInfo,
+    build_transformer,
+    load_transformer_state_dict,
+    read_checkpoint,
+    transformer_config,
+)
+from .safetensors_file import CheckpointError
+
+__all__ = [
+    "COMPONENT_NAMES",
+    "SUPPORTED_VERSIONS",
+    "CheckpointError",
+    "CheckpointInfo",
+    "build_transformer",
+    "load_transformer_state_dict",
+    "read_checkpoint",
+    "transformer_config",
+]

@@ -1,0 +1,579 @@
+"""The ComfyUI MODEL for LTX-2: latent format, model config, BaseModel and loader.
+
+This module is the only place where the LTX-2 transformer (``ltx2/``, pure PyTorch) meets
+ComfyUI's model machinery, so that core samplers, guiders, LoRA loaders and memory
+management all work on it:
+
+* ``LTX2LatentFormat``   the joint latent (128 video channels, 3 latent dims, no RGB preview).
+* ``LTX2ModelConfig``    a ``supported_models_base.BASE`` config (flux shift 2.05, dtypes).
+* ``LTX2Model``          a ``model_base.BaseModel`` with ``ModelType.FLUX``: CONST + flux
+                         shift, i.e. the model predicts a velocity ``v`` and
+                         ``x0 = x - σ·v`` — exactly LTX-2's rectified-flow convention.
+* ``LTX2DiffusionModel`` the ``diffusion_model`` module: ``LTXAVTransformer`` with
+                         ComfyUI's call convention on top.  It *subclasses* the transformer,
+                         so its state-dict keys stay the checkpoint's bare keys (LoRA files
+                         that name ``diffusion_model.transformer_blocks.N...`` map directly).
+* ``load_ltx2_model``    file -> ``ModelPatcher`` with a strict weight load.
+
+Latent
+------
+``LATENT["samples"]`` is a ``comfy.nested_tensor.NestedTensor`` of
+
+* video ``(B, 128, F', H', W')`` with ``F' = (frames - 1) // 8 + 1``, ``H' = H / 32``,
+  ``W' = W / 32``, and
+* audio ``(B, 8, T, 16)`` with ``T = round(frames / fps * 25)``.
+
+ComfyUI's samplers pack the two into one ``(B, 1, N)`` tensor and hand the model the shapes
+(``latent_shapes``) so ``BaseModel._apply_model`` can unpack them again: the diffusion model
+then receives ``x`` as the list ``[video, audio]``.  A plain 5-D video latent (video only)
+or a 4-D audio latent (audio only) also works; the other stream is then skipped.
+
+Conditioning
+------------
+``CONDITIONING`` for this model is::
+
+    [[video_context (B, L, C_v),
+      {"audio_context": (B, L, C_a),     # optional, see below
+       "frame_rate": float,              # optional, default 24.0
+       "context_mask": (B, L)}]]         # optional, 1 = valid token, 0 = padding
+
+* ``C_v`` / ``C_a`` are the widths the transformer's text inputs expect: the Gemma feature
+  width ``caption_channels`` (3840) for both streams in LTX-2.0, and the stream widths
+  (4096 / 2048) in LTX-2.3 where the caption projection lives in the text encoder.
+* Without ``audio_context`` the video context is used for the audio stream too.  That is
+  only possible when the widths match (LTX-2.0); otherwise sampling stops with an error.
+* ``frame_rate`` sets the time axis of the video positions (RoPE works in seconds).  KSampler
+  only forwards CONDITIONING to the model, so this key is how the frame rate reaches it; the
+  text-encode node sets it.  When absent, 24.0 (the reference pipelines' default) is used.
+* ``context_mask`` is normally absent: LTX-2's text connectors fill every one of the 1024
+  text tokens with registers, so all of them are valid.
+* Hook for later conditioning nodes: ``"openltx_denoise_mask"`` — a per-element mask in the
+  layout of the sampler's latent (packed ``(B, 1, N)`` for the joint latent, or shaped like
+  the single stream's latent; channel dim may be 1).  Tokens get ``σ_token = mask · σ`` in
+  the AdaLN modulation (1 = denoise, 0 = clean conditioning token).  ComfyUI's
+  ``x0 = x - σ·v`` still uses the step's σ, so pair it with a noise mask that restores the
+  clean tokens after every step (as LTX-2's own samplers do).
+
+The channel counts above are the released models'; a MODEL follows its own config
+(``in_channels``, ``audio_in_channels`` = audio channels × 16 mel bins), so the tiny test
+checkpoints with fewer channels work too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping
+
+import torch
+
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.nested_tensor
+import comfy.supported_models_base
+import comfy.utils
+
+from ..ltx2 import positions as P
+from ..ltx2.config import TransformerConfig
+from ..ltx2.inputs import StreamInput
+from ..ltx2.transformer import LTXAVTransformer
+from . import checkpoint
+from .safetensors_file import CheckpointError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRAME_RATE = 24.0
+VIDEO_LATENT_CHANNELS = 128
+AUDIO_LATENT_CHANNELS = 8
+AUDIO_MEL_BINS = 16
+FLUX_SHIFT = 2.05  # LTX2Scheduler's token shift at its 4096-token default (LTX2_SPEC §6.1)
+
+SUPPORTED_DTYPES = [torch.bfloat16, torch.float16, torch.float32]
+WEIGHT_DTYPE_OPTIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class ModelLoadError(CheckpointError):
+    """Weights that do not fit the transformer built from the given config."""
+
+
+# --------------------------------------------------------------------------- latent + config
+class LTX2LatentFormat(comfy.latent_formats.LatentFormat):
+    """The joint LTX-2 latent.  Identity scaling: the VAEs normalise with their own statistics.
+
+    ``latent_rgb_factors`` stays ``None``: on ComfyUI 0.3.75 the preview callback receives
+    the packed ``(B, 1, N)`` tensor of a nested latent and RGB factors crash the sampler.
+    """
+
+    latent_channels = VIDEO_LATENT_CHANNELS
+    latent_dimensions = 3
+    latent_rgb_factors = None
+    latent_rgb_factors_bias = None
+    scale_factor = 1.0
+
+    def process_in(self, latent):
+        return latent
+
+    def process_out(self, latent):
+        return latent
+
+
+class LTX2ModelConfig(comfy.supported_models_base.BASE):
+    """Model config holding our ``TransformerConfig`` in ``unet_config["transformer_config"]``.
+
+    ``sampling_settings["shift"] = 2.05``: ComfyUI's ``ModelSamplingFlux`` shift
+    ``e^s / (e^s + 1/σ - 1)`` equals the LTX-2 scheduler's token shift at its default.
+    """
+
+    unet_config = {"image_model": "openltx_ltx2"}
+    unet_extra_config: dict = {}
+    sampling_settings = {"shift": FLUX_SHIFT}
+    latent_format = LTX2LatentFormat
+    supported_inference_dtypes = list(SUPPORTED_DTYPES)
+    memory_usage_factor = 11.0  # for 19B; rescaled by width in __init__
+    vae_key_prefix = ["vae."]
+    text_encoder_key_prefix = ["text_encoders."]
+
+    def __init__(self, transformer_config: TransformerConfig) -> None:
+        super().__init__({"image_model": "openltx_ltx2", "transformer_config": transformer_config})
+        self.transformer_config = transformer_config
+        self.latent_format.latent_channels = transformer_config.in_channels  # 128 for the real models
+        # Activation memory per token grows with the stream width; 5.5 per 2048 channels as
+        # core uses for LTX-Video (11 for the 4096-wide 19B video stream).
+        self.memory_usage_factor = 5.5 * max(transformer_config.video_dim, 1) / 2048
+
+    @property
+    def video_context_width(self) -> int:
+        cfg = self.transformer_config
+        return cfg.caption_channels if cfg.has_caption_projection else cfg.video_dim
+
+    @property
+    def audio_context_width(self) -> int:
+        cfg = self.transformer_config
+        return cfg.caption_channels if cfg.has_caption_projection else cfg.audio_dim
+
+    def get_model(self, state_dict=None, prefix="", device=None) -> "LTX2Model":
+        return LTX2Model(self, device=device)
+
+
+VIDEO_TIME_STRIDE = P.VIDEO_TIME_SCALE  # pixel frames per latent frame (after the first)
+VIDEO_SPACE_STRIDE = P.VIDEO_SPACE_SCALE  # pixels per latent cell
+
+
+def latent_shapes(
+    width: int,
+    height: int,
+    frames: int,
+    fps: float,
+    batch_size: int = 1,
+    *,
+    video_channels: int = VIDEO_LATENT_CHANNELS,
+    audio_channels: int = AUDIO_LATENT_CHANNELS,
+):
+    """Shapes of the video ``(B, 128, F', H', W')`` and audio ``(B, 8, T, 16)`` latents.
+
+    ``F' = (frames - 1) // 8 + 1``, ``H' = height / 32``, ``W' = width / 32``,
+    ``T = round(frames / fps * 25)`` (at least 1).  Callers validate the sizes first.  The
+    channel counts are those of the released models (tiny test models use fewer).
+    """
+    video = (
+        batch_size,
+        video_channels,
+        (frames - 1) // VIDEO_TIME_STRIDE + 1,
+        height // VIDEO_SPACE_STRIDE,
+        width // VIDEO_SPACE_STRIDE,
+    )
+    audio = (batch_size, audio_channels, max(1, P.audio_latent_steps(frames, fps)), AUDIO_MEL_BINS)
+    return video, audio
+
+
+def empty_latent(width: int, height: int, frames: int, fps: float, batch_size: int = 1, **channels: int) -> dict:
+    """A LATENT dict of zeros: ``{"samples": NestedTensor((video, audio)), "frame_rate": fps}``.
+
+    ``channels``: ``video_channels`` / ``audio_channels`` as in ``latent_shapes``.
+    """
+    video_shape, audio_shape = latent_shapes(width, height, frames, fps, batch_size, **channels)
+    device = mm.intermediate_device()
+    samples = comfy.nested_tensor.NestedTensor(
+        (torch.zeros(video_shape, device=device), torch.zeros(audio_shape, device=device))
+    )
+    return {"samples": samples, "frame_rate": float(fps)}
+
+
+# --------------------------------------------------------------------------- diffusion model
+def _split_streams(x) -> tuple[torch.Tensor | None, torch.Tensor | None, list[str]]:
+    """``x`` (list or tensor) -> (video, audio, order of the streams in ``x``)."""
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    video = audio = None
+    order = []
+    for t in items:
+        if t.ndim == 5 and video is None:
+            video, kind = t, "video"
+        elif t.ndim == 4 and audio is None:
+            audio, kind = t, "audio"
+        else:
+            shapes = [tuple(i.shape) for i in items]
+            raise ValueError(
+                f"LTX-2 expects a video latent (B, 128, F, H, W) and/or an audio latent (B, 8, T, 16); got {shapes}"
+            )
+        order.append(kind)
+    return video, audio, order
+
+
+def _split_mask(mask: torch.Tensor | None, video, audio) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The ``openltx_denoise_mask`` hook -> per-token masks ``(B, T_v)`` / ``(B, T_a)``."""
+    if mask is None:
+        return None, None
+    streams = [s for s in (video, audio) if s is not None]
+    if mask.ndim == 3 and len(streams) > 1:  # packed (B, 1|C, N) like the sampler's latent
+        b = mask.shape[0]
+        flat = mask.reshape(b, -1)
+        parts, start = [], 0
+        for s in streams:
+            n = math.prod(s.shape[1:])
+            parts.append(flat[:, start : start + n].reshape(b, *s.shape[1:]))
+            start += n
+        if start != flat.shape[1]:
+            raise ValueError(f"openltx_denoise_mask has {flat.shape[1]} elements per sample, the latent {start}")
+        masks = parts
+    else:
+        masks = [mask]
+    out = []
+    for s, m in zip(streams, masks):
+        m = m[:, :1].expand(m.shape[0], 1, *s.shape[2:])  # one value per token: channel 0
+        # video (B, 1, F, H, W) -> (B, F*H*W); audio (B, 1, T, M) -> (B, T)
+        out.append(m.reshape(m.shape[0], -1) if s.ndim == 5 else m[:, 0, :, 0])
+    it = iter(out)
+    return (next(it) if video is not None else None), (next(it) if audio is not None else None)
+
+
+class LTX2DiffusionModel(LTXAVTransformer):
+    """``LTXAVTransformer`` with ComfyUI's call convention.
+
+    ``forward(x, timestep, context, ...)`` takes latents (not tokens) and σ per sample,
+    patchifies, builds positions and per-token timesteps, runs the transformer and returns
+    velocities shaped like ``x`` (a list ``[video_v, audio_v]`` for a list input).
+    """
+
+    def __init__(
+        self,
+        transformer_config: TransformerConfig,
+        *,
+        dtype: torch.dtype | None = None,
+        device=None,
+        operations=None,
+        **_unet_config: Any,
+    ) -> None:
+        super().__init__(transformer_config, operations=operations, dtype=dtype, device=device)
+        self.dtype = dtype if dtype is not None else torch.float32  # BaseModel.get_dtype reads it
+
+    def forward(
+        self,
+        x,
+        timestep: torch.Tensor,
+        context: torch.Tensor | None = None,
+        control=None,
+        transformer_options: Mapping[str, Any] = {},
+        **kwargs: Any,
+    ):
+        """
+        Args:
+            x: ``[video (B, 128, F, H, W), audio (B, 8, T, 16)]`` or one of the two.
+            timestep: σ per sample ``(B,)`` (ModelSamplingFlux passes σ through).
+            context: video text context ``(B, L, C_v)``.
+            kwargs: ``audio_context`` ``(B, L, C_a)``, ``frame_rate`` (float),
+                ``context_mask`` ``(B, L)``, ``openltx_denoise_mask`` (see module doc).
+        Returns:
+            velocities in the structure and shapes of ``x``.
+        """
+        video, audio, order = _split_streams(x)
+        ref = video if video is not None else audio
+        batch, device = ref.shape[0], ref.device
+        if context is None:
+            raise ValueError("LTX-2 needs text conditioning (CONDITIONING from an LTX-2 text encoder)")
+        sigma = timestep.reshape(-1).float()
+        if sigma.numel() == 1:
+            sigma = sigma.expand(batch)
+        fps = float(kwargs.get("frame_rate") or DEFAULT_FRAME_RATE)
+        context_mask = kwargs.get("context_mask")
+        if context_mask is not None:
+            # BaseModel casts float-able conds to the compute dtype (a bool mask arrives as
+            # 0./1.); the transformer reads a float mask as an additive bias, so re-binarize.
+            context_mask = (context_mask > 0.5).to(torch.int64)
+        audio_context = kwargs.get("audio_context")
+        video_mask, audio_mask = _split_mask(kwargs.get("openltx_denoise_mask"), video, audio)
+
+        def per_token(mask):
+            if mask is None:
+                return sigma[:, None]
+            return mask.to(device=device, dtype=torch.float32) * sigma[:, None]
+
+        self._check_channels(video, audio)
+        video_in = audio_in = None
+        if video is not None:
+            _, _, f, h, w = video.shape
+            video_in = StreamInput(
+                latent=P.patchify_video(video),
+                timesteps=per_token(video_mask),
+                sigma=sigma,
+                positions=P.video_positions(batch, f, h, w, fps, device=device),
+                context=context,
+                context_mask=context_mask,
+            )
+        if audio is not None:
+            if audio_context is None:
+                audio_context = context
+            audio_in = StreamInput(
+                latent=P.patchify_audio(audio),
+                timesteps=per_token(audio_mask),
+                sigma=sigma,
+                positions=P.audio_positions(batch, audio.shape[2], device=device),
+                context=audio_context,
+                context_mask=context_mask,
+            )
+        out_v, out_a = super().forward(video_in, audio_in, block_callback=_interruption_point)
+        results = {}
+        if video is not None:
+            results["video"] = P.unpatchify_video(out_v, *video.shape[2:])
+        if audio is not None:
+            results["audio"] = P.unpatchify_audio(out_a, audio.shape[1], audio.shape[3])
+        if isinstance(x, (list, tuple)):
+            return [results[k] for k in order]
+        return results[order[0]]
+
+
+    def _check_channels(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> None:
+        cfg = self.config
+        if video is not None and video.shape[1] != cfg.in_channels:
+            raise ValueError(
+                f"the video latent has {video.shape[1]} channels, this LTX-2 model expects {cfg.in_channels}: "
+                "use a latent made for LTX-2 (e.g. LTX-2 Empty Latent)"
+            )
+        if audio is not None and audio.shape[1] * audio.shape[3] != cfg.audio_in_channels:
+            raise ValueError(
+                f"the audio latent has {audio.shape[1]} x {audio.shape[3]} features per step, this LTX-2 model "
+                f"expects {cfg.audio_in_channels}: use a latent made for LTX-2 (e.g. LTX-2 Empty Latent)"
+            )
+
+
+def _interruption_point(_block: int) -> None:
+    """Called after every transformer block: lets ComfyUI's Cancel stop a long forward."""
+    mm.throw_exception_if_processing_interrupted()
+
+
+# --------------------------------------------------------------------------- BaseModel
+class LTX2Model(comfy.model_base.BaseModel):
+    """ComfyUI's view of LTX-2: rectified flow (``ModelType.FLUX``), joint AV latent."""
+
+    def __init__(self, model_config: LTX2ModelConfig, device=None) -> None:
+        super().__init__(model_config, comfy.model_base.ModelType.FLUX, device=device, unet_model=LTX2DiffusionModel)
+
+    def extra_conds(self, **kwargs):
+        out = super().extra_conds(**kwargs)  # cross_attn -> c_crossattn (CONDCrossAttn)
+        cfg: LTX2ModelConfig = self.model_config
+        cross_attn = kwargs.get("cross_attn")
+        latent_shapes = kwargs.get("latent_shapes")
+        if cross_attn is not None and cross_attn.shape[-1] != cfg.video_context_width:
+            raise ValueError(
+                f"the conditioning's text features are {cross_attn.shape[-1]} wide, this LTX-2 model expects "
+                f"{cfg.video_context_width}; encode the prompt with the matching LTX-2 text encoder"
+            )
+        audio_context = kwargs.get("audio_context")
+        has_audio = latent_shapes is not None and any(len(s) == 4 for s in latent_shapes)
+        if audio_context is None and cross_attn is not None and has_audio:
+            # The diffusion model then reuses the video context for the audio stream.
+            if cross_attn.shape[-1] != cfg.audio_context_width:
+                raise ValueError(
+                    f"the conditioning has no 'audio_context' and its video context ({cross_attn.shape[-1]} wide) "
+                    f"cannot stand in for it: this model's audio stream expects {cfg.audio_context_width}-wide text "
+                    "features; encode the prompt with the LTX-2 text encoder node"
+                )
+        if audio_context is not None:
+            if audio_context.shape[-1] != cfg.audio_context_width:
+                raise ValueError(
+                    f"the conditioning's audio_context is {audio_context.shape[-1]} wide, this LTX-2 model expects "
+                    f"{cfg.audio_context_width}"
+                )
+            # CONDCrossAttn: cond and uncond of different lengths still batch (repeat padding).
+            out["audio_context"] = comfy.conds.CONDCrossAttn(audio_context)
+        context_mask = kwargs.get("context_mask")
+        if context_mask is not None:
+            out["context_mask"] = comfy.conds.CONDRegular(context_mask)
+        frame_rate = kwargs.get("frame_rate")
+        out["frame_rate"] = comfy.conds.CONDConstant(float(frame_rate) if frame_rate else DEFAULT_FRAME_RATE)
+        if latent_shapes is not None:
+            out["latent_shapes"] = comfy.conds.CONDConstant(latent_shapes)
+        token_mask = kwargs.get("openltx_denoise_mask")
+        if token_mask is not None:
+            out["openltx_denoise_mask"] = comfy.conds.CONDRegular(token_mask)
+        return out
+
+    def memory_required(self, input_shape, cond_shapes={}):
+        # The samplers pass the packed (B, 1, N) shape of a joint latent, whose N counts every
+        # channel; BaseModel's estimate expects (B, C, *tokens).  Both streams of the released
+        # models carry 128 values per token, so N // 128 is the token count.
+        shape = list(input_shape)
+        channels = self.model_config.transformer_config.in_channels
+        if len(shape) == 3 and shape[1] == 1:
+            shape = [shape[0], channels, max(1, shape[2] // channels)]
+        return super().memory_required(shape, cond_shapes)
+
+
+# --------------------------------------------------------------------------- loading
+def pick_weight_dtype(choice: str, file_dtype: torch.dtype | None, load_device, params: int = 0) -> torch.dtype:
+    """The dtype the weights are stored in.
+
+    ``"bf16"`` / ``"fp16"`` / ``"fp32"`` are taken as given.  ``"default"``: on a CPU the
+    file's own dtype (fp32 stays fp32, bf16 stays bf16 and is computed in fp32); on a GPU
+    ComfyUI's choice (``unet_dtype``: bf16 where supported, honouring ``--bf16-unet`` etc.).
+    """
+    if choice in WEIGHT_DTYPE_OPTIONS:
+        return WEIGHT_DTYPE_OPTIONS[choice]
+    if choice != "default":
+        raise ValueError(f"weight_dtype {choice!r} is not one of default, {', '.join(WEIGHT_DTYPE_OPTIONS)}")
+    if mm.is_device_cpu(load_device):
+        dtype = file_dtype if file_dtype in SUPPORTED_DTYPES else torch.float32
+    else:
+        dtype = mm.unet_dtype(load_device, model_params=params, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=file_dtype)
+        if dtype not in SUPPORTED_DTYPES:  # e.g. an fp8 choice from a CLI flag: not supported yet
+            dtype = torch.bfloat16
+    if not mm.supports_cast(load_device, dtype):
+        dtype = torch.float32
+    return dtype
+
+
+def _check_keys(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise ``ModelLoadError`` naming missing / unexpected / mis-shaped keys."""
+    expected = module.state_dict(keep_vars=True)
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(sd[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in sorted(set(sd) & set(expected))
+        if tuple(sd[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+
+    def listing(title, keys):
+        shown = ", ".join(keys[:12]) + (f", ... ({len(keys) - 12} more)" if len(keys) > 12 else "")
+        return f"{title} ({len(keys)}): {shown}"
+
+    parts = []
+    if missing:
+        parts.append(listing("missing keys", missing))
+    if unexpected:
+        parts.append(listing("unexpected keys", unexpected))
+    if mismatched:
+        parts.append(listing("shape mismatches", mismatched))
+    raise ModelLoadError(
+        f"{source}: the transformer weights do not match the transformer its header describes; "
+        + "; ".join(parts)
+    )
+
+
+def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device) -> LTX2Model:
+    """``LTX2Model`` on the meta device with ``comfy.ops`` layers for ``weight_dtype``."""
+    manual_cast = mm.unet_manual_cast(weight_dtype, load_device, SUPPORTED_DTYPES)
+    model_config = LTX2ModelConfig(config)
+    model_config.set_inference_dtype(weight_dtype, manual_cast)
+    return LTX2Model(model_config, device=torch.device("meta"))
+
+
+def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device, offload_device, source: str):
+    """Load ``state_dict`` strictly (``assign=True``) and wrap the model in a ``ModelPatcher``."""
+    diffusion = model.diffusion_model
+    _check_keys(diffusion, state_dict, source)
+    expected = diffusion.state_dict(keep_vars=True)
+    sd = {}
+    for k, v in state_dict.items():
+        if v.is_floating_point() and v.dtype != expected[k].dtype:
+            v = v.to(dtype=expected[k].dtype)
+        sd[k] = v.to(device=offload_device)
+    diffusion.load_state_dict(sd, strict=True, assign=True)
+    diffusion.requires_grad_(False)
+    left = [n for n, t in (*diffusion.named_parameters(), *diffusion.named_buffers()) if t.is_meta]
+    if left:
+        raise ModelLoadError(f"{source}: tensors left without weights after loading: {', '.join(left[:12])}")
+    model.device = offload_device
+    cast = model.manual_cast_dtype
+    log.info(
+        "OpenLTX: LTX-2 transformer loaded from %s (%s weights%s)",
+        source,
+        str(model.get_dtype()).removeprefix("torch."),
+        f", computed in {str(cast).removeprefix('torch.')}" if cast is not None else "",
+    )
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+
+def build_ltx2_model(
+    config: TransformerConfig,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    weight_dtype: torch.dtype,
+    load_device=None,
+    offload_device=None,
+    source: str = "checkpoint",
+) -> comfy.model_patcher.ModelPatcher:
+    """A ``ModelPatcher`` over ``LTX2Model`` holding ``state_dict`` (bare transformer keys).
+
+    The module is built on the meta device with ``comfy.ops`` layers and filled with
+    ``load_state_dict(strict=True, assign=True)``: no second copy of the weights, and any
+    missing / unexpected / mis-shaped key is an error that names it.
+    """
+    load_device = load_device if load_device is not None else mm.get_torch_device()
+    offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
+    model = _new_model(config, weight_dtype, load_device)
+    return _fill(model, state_dict, load_device, offload_device, source)
+
+
+def load_ltx2_model(path: str, weight_dtype: str = "default", *, load_device=None, offload_device=None):
+    """Read an LTX-2 checkpoint (single file or transformer-only) into a ComfyUI MODEL.
+
+    The header is checked first (family, version, config, every transformer key and shape
+    against the model the config describes); only then is tensor data read.
+
+    Args:
+        path: the ``.safetensors`` file.
+        weight_dtype: ``"default"``, ``"bf16"``, ``"fp16"`` or ``"fp32"`` (see
+            ``pick_weight_dtype``).
+    Raises:
+        ``CheckpointError`` (a ``ValueError``) for unusable files, headers, and weights that
+        do not fit the header's config; the message names the file and the keys.
+    """
+    load_device = load_device if load_device is not None else mm.get_torch_device()
+    offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
+    info = checkpoint.read_checkpoint(path)
+    config = checkpoint.transformer_config(info)
+    keys = info.components.get("transformer") or []
+    dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, keys), load_device, _numel(info, keys))
+    model = _new_model(config, dtype, load_device)
+    prefix = info.transformer_prefix
+    checkpoint.check_layout(
+        info.path,
+        "transformer",
+        {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()},
+        {k[len(prefix):]: tuple(info.shapes[k]) for k in keys},
+        prefix,
+    )
+    _, sd = checkpoint.load_transformer_state_dict(info, dtype=dtype, device=offload_device)
+    return _fill(model, sd, load_device, offload_device, str(path))
+
+
+def _numel(info, keys) -> int:
+    return sum(math.prod(info.shapes[k]) for k in keys)
+
+
+def _file_weight_dtype(info, keys) -> torch.dtype | None:
+    """The floating dtype most of ``keys`` are stored in (by element count), from the header."""
+    counts: dict[torch.dtype, int] = {}
+    for k in keys:
+        dtype = _SAFETENSORS_FLOATS.get(info.dtypes[k])
+        if dtype is not None:
+            counts[dtype] = counts.get(dtype, 0) + math.prod(info.shapes[k])
+    return max(counts, key=counts.get) if counts else None
+
+
+_SAFETENSORS_FLOATS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}

@@ -1,0 +1,108 @@
+"""Latent nodes: the empty joint video+audio latent."""
+
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from ..model_loaders import comfy_model
+
+SIZE_STEP = comfy_model.VIDEO_SPACE_STRIDE  # 32 px per latent cell
+FRAME_STEP = comfy_model.VIDEO_TIME_STRIDE  # 8 frames per latent frame, plus the first
+MAX_SIZE = 16384
+MAX_FRAMES = 8 * 1024 + 1
+
+
+def _size_error(name: str, value: int) -> str | None:
+    if value < SIZE_STEP or value > MAX_SIZE:
+        return f"{name} {value} is out of range: use a multiple of {SIZE_STEP} from {SIZE_STEP} to {MAX_SIZE}"
+    if value % SIZE_STEP:
+        lower = value // SIZE_STEP * SIZE_STEP
+        nearest = f"{lower} or {lower + SIZE_STEP}" if lower >= SIZE_STEP else f"{lower + SIZE_STEP}"
+        return f"{name} {value} is not a multiple of {SIZE_STEP}; nearest valid {name}s: {nearest}"
+    return None
+
+
+def _frames_error(value: int) -> str | None:
+    if value < 1 or value > MAX_FRAMES:
+        return f"frames {value} is out of range: use 8k+1 frames from 1 to {MAX_FRAMES}"
+    if (value - 1) % FRAME_STEP:
+        lower = (value - 1) // FRAME_STEP * FRAME_STEP + 1
+        return (
+            f"frames {value} is not of the form 8k+1 (1, 9, 17, ..., 121, ...); "
+            f"nearest valid frame counts: {lower} or {lower + FRAME_STEP}"
+        )
+    return None
+
+
+def latent_size_errors(width: int | None, height: int | None, frames: int | None) -> list[str]:
+    """Messages for every invalid size (``None`` = not known yet, e.g. linked from another node)."""
+    errors = [
+        _size_error("width", width) if width is not None else None,
+        _size_error("height", height) if height is not None else None,
+        _frames_error(frames) if frames is not None else None,
+    ]
+    return [e for e in errors if e]
+
+
+class OpenLTXEmptyLatent(io.ComfyNode):
+    """Zeros for the joint latent; KSampler / SamplerCustomAdvanced start from it."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OpenLTXEmptyLatent",
+            display_name="LTX-2 Empty Latent (video+audio)",
+            category="OpenLTX/latent",
+            description=(
+                "An empty LTX-2 latent holding a video and an audio stream of matching length "
+                "(a nested latent). Width and height must be multiples of 32, frames of the form "
+                "8k+1 (e.g. 97, 121). The frame rate reaches the model through the conditioning "
+                "(set it on the text-encode node to the same value)."
+            ),
+            inputs=[
+                io.Int.Input(
+                    "width", default=768, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
+                    tooltip="Video width in pixels; a multiple of 32.",
+                ),
+                io.Int.Input(
+                    "height", default=512, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
+                    tooltip="Video height in pixels; a multiple of 32.",
+                ),
+                io.Int.Input(
+                    "frames", default=121, min=1, max=MAX_FRAMES, step=FRAME_STEP,
+                    tooltip="Number of video frames; must be 8k+1 (1, 9, 17, ..., 97, 121, ...). "
+                    "121 frames at 24 fps is about 5 seconds.",
+                ),
+                io.Float.Input(
+                    "fps", default=24.0, min=1.0, max=240.0, step=0.01,
+                    tooltip="Frame rate of the video. Sets the audio length (25 audio latents per second). "
+                    "Use the same value on the text-encode node: the model reads it from the conditioning.",
+                ),
+                io.Int.Input(
+                    "batch_size", default=1, min=1, max=64,
+                    tooltip="How many videos to generate at once.",
+                ),
+            ],
+            outputs=[
+                io.Latent.Output(
+                    tooltip="Nested latent: video (B, 128, (frames-1)/8+1, height/32, width/32) and "
+                    "audio (B, 8, round(frames/fps*25), 16), all zeros; also records frame_rate.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width=None, height=None, frames=None):
+        # Only these three inputs are named: ComfyUI skips its own min/max checks for the
+        # inputs a validate function takes, and repeats the error once per taken input.
+        errors = latent_size_errors(width, height, frames)
+        return "; ".join(errors) if errors else True
+
+    @classmethod
+    def execute(cls, width, height, frames, fps, batch_size=1) -> io.NodeOutput:
+        errors = latent_size_errors(width, height, frames)  # values may have come through links
+        if not fps > 0:
+            errors.append(f"fps {fps} must be positive")
+        if errors:
+            raise ValueError("LTX-2 Empty Latent: " + "; ".join(errors))
+        return io.NodeOutput(comfy_model.empty_latent(width, height, frames, fps, batch_size))

@@ -1,0 +1,320 @@
+"""Our key layouts equal the modules Lightricks' ltx-core 1.0.0 builds from the same header.
+
+For every component and both versions, ltx-core's own configurators build the module from the
+tiny header config (and from the official full-size configs, on the meta device); its
+state-dict keys, after the prefix mapping ltx-core's loader applies to the file, must equal
+``model_loaders.layouts`` key for key and shape for shape.  That is what makes the tiny
+checkpoints "official layout".
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import json
+import math
+import sys
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pack(name: str):
+    """``openltx.<name>`` when conftest registered the pack alias, else top-level ``<name>``."""
+    if "openltx" in sys.modules:
+        return importlib.import_module(f"openltx.{name}")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(name)
+
+
+L = _pack("model_loaders.layouts")
+T = _pack("model_loaders.tiny_layouts")
+official_19b_header = _pack("ltx2.config").official_19b_header
+
+VERSIONS = ("2.0", "2.3")
+
+
+@contextmanager
+def _torchaudio_stub():
+    """ltx_core.model.audio_vae imports torchaudio at module top (only its mel front end uses it).
+
+    A stub with a proper ``__spec__`` (transformers' import checks need one) is visible only
+    while ltx-core imports, so nothing else in the session mistakes it for torchaudio.
+    """
+    if "torchaudio" in sys.modules:
+        yield
+        return
+    stub = types.ModuleType("torchaudio")
+    stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+    sys.modules["torchaudio"] = stub
+    try:
+        yield
+    finally:
+        if sys.modules.get("torchaudio") is stub:
+            del sys.modules["torchaudio"]
+
+
+@pytest.fixture(scope="module")
+def ltx():
+    """ltx-core's configurators (``ltx_core.loader`` first: it breaks a circular import)."""
+    import ltx_core.loader  # noqa: F401
+
+    with _torchaudio_stub():
+        from ltx_core.model.audio_vae import model_configurator as audio
+    from ltx_core.model.transformer.model_configurator import LTXModelConfigurator
+    from ltx_core.model.video_vae.model_configurator import VideoDecoderConfigurator, VideoEncoderConfigurator
+    from ltx_core.text_encoders.gemma import config as gemma_config
+    from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EmbeddingsProcessorConfigurator
+
+    return types.SimpleNamespace(
+        transformer=LTXModelConfigurator,
+        video_encoder=VideoEncoderConfigurator,
+        video_decoder=VideoDecoderConfigurator,
+        audio_encoder=audio.AudioEncoderConfigurator,
+        audio_decoder=audio.AudioDecoderConfigurator,
+        vocoder=audio.VocoderConfigurator,
+        embeddings=EmbeddingsProcessorConfigurator,
+        gemma_text=gemma_config.GEMMA3_CONFIG_FOR_LTX.text_config,
+    )
+
+
+def shapes(module: torch.nn.Module, map_key=lambda k: k) -> dict:
+    return {map_key(k): tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def assert_same(ours: dict, theirs: dict, label: str) -> None:
+    missing = sorted(set(theirs) - set(ours))
+    extra = sorted(set(ours) - set(theirs))
+    assert not missing and not extra, (
+        f"{label}: ours lacks {missing[:8]} ({len(missing)}), has extra {extra[:8]} ({len(extra)})"
+    )
+    wrong = [(k, ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]]
+    assert not wrong, f"{label}: shape mismatches (key, ours, ltx-core): {wrong[:8]}"
+
+
+# ------------------------------------------------------------------------------ ltx-core side
+def ref_transformer(ltx, config: dict) -> dict:
+    with torch.device("meta"):
+        model = ltx.transformer.from_config(config)
+    return shapes(model, lambda k: "model.diffusion_model." + k)
+
+
+def ref_text(ltx, config: dict, monkeypatch, hidden: int, hidden_states: int) -> dict:
+    """Projection + connectors, with ltx-core's hard-coded Gemma dims set to the given ones."""
+    monkeypatch.setattr(ltx.gemma_text, "hidden_size", hidden)
+    monkeypatch.setattr(ltx.gemma_text, "num_hidden_layers", hidden_states - 1)
+    with torch.device("meta"):
+        module = ltx.embeddings.from_config(config)
+    rename = {
+        "feature_extractor.": "text_embedding_projection.",
+        "video_connector.": "model.diffusion_model.video_embeddings_connector.",
+        "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+    }
+
+    def to_file(key: str) -> str:
+        for old, new in rename.items():
+            if key.startswith(old):
+                return new + key[len(old) :]
+        raise AssertionError(f"unexpected ltx-core key {key}")
+
+    return shapes(module, to_file)
+
+
+def _vae_keys(prefix: str, half: str):
+    def to_file(key: str) -> str:
+        if key.startswith("per_channel_statistics."):
+            return prefix + key  # both halves read the one shared copy in the file
+        return f"{prefix}{half}.{key}"
+
+    return to_file
+
+
+def ref_video_vae(ltx, config: dict) -> dict:
+    with torch.device("meta"):
+        enc, dec = ltx.video_encoder.from_config(config), ltx.video_decoder.from_config(config)
+    return {**shapes(enc, _vae_keys("vae.", "encoder")), **shapes(dec, _vae_keys("vae.", "decoder"))}
+
+
+def ref_audio_vae(ltx, config: dict) -> dict:
+    with torch.device("meta"):
+        enc, dec = ltx.audio_encoder.from_config(config), ltx.audio_decoder.from_config(config)
+    return {**shapes(enc, _vae_keys("audio_vae.", "encoder")), **shapes(dec, _vae_keys("audio_vae.", "decoder"))}
+
+
+def ref_vocoder(ltx, config: dict) -> dict:
+    with torch.device("meta"):
+        module = ltx.vocoder.from_config(config)
+    return shapes(module, lambda k: "vocoder." + k)  # ltx-core strips exactly one "vocoder."
+
+
+# ------------------------------------------------------------------------------ tiny configs
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_transformer_layout(ltx, version):
+    config = T.tiny_config(version)
+    ours = T.tiny_layout(version, ["transformer"])
+    assert_same(ours, ref_transformer(ltx, config), f"{version} transformer")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_text_layouts(ltx, version, monkeypatch):
+    config = T.tiny_config(version)
+    ours = T.tiny_layout(version, ["text_projection", "text_connectors"])
+    theirs = ref_text(ltx, config, monkeypatch, config["transformer"]["caption_channels"], T.TINY_TEXT_HIDDEN_STATES)
+    assert_same(ours, theirs, f"{version} text projection + connectors")
+    v2 = "text_embedding_projection.video_aggregate_embed.bias" in ours
+    assert v2 == (version == "2.3")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_video_vae_layout(ltx, version):
+    config = T.tiny_config(version)
+    ours = L.video_vae_layout(config["vae"])
+    assert_same(ours, ref_video_vae(ltx, config), f"{version} video VAE")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_audio_vae_layout(ltx, version):
+    config = T.tiny_config(version)
+    assert_same(T.tiny_layout(version, ["audio_vae"]), ref_audio_vae(ltx, config), f"{version} audio VAE")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_vocoder_layout(ltx, version):
+    config = T.tiny_config(version)
+    ours = T.tiny_layout(version, ["vocoder"])
+    assert_same(ours, ref_vocoder(ltx, config), f"{version} vocoder")
+    assert any(k.startswith("vocoder.bwe_generator.") for k in ours) == (version == "2.3")
+
+
+def test_tiny_file_holds_exactly_the_layout(tmp_path):
+    from safetensors import safe_open
+
+    for version in VERSIONS:
+        path = tmp_path / f"tiny-{version}.safetensors"
+        T.write_tiny_checkpoint(path, version, "all")
+        layout = T.tiny_layout(version)
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            meta = f.metadata()
+        unused = {f"vae.per_channel_statistics.{n}": (16,) for n in L.VIDEO_VAE_UNUSED_STATS}
+        assert found == layout and set(unused) <= set(found)
+        config = json.loads(meta["config"])
+        assert set(config) == {"transformer", "vae", "audio_vae", "vocoder", "scheduler"}
+        assert meta.get("model_version") == ("2.3.0" if version == "2.3" else None)
+        assert path.stat().st_size < 3_000_000, "tiny bundle should stay a few MB"
+        # the latent widths chain: VAE latents feed the transformer as they are
+        t = config["transformer"]
+        dd = config["audio_vae"]["model"]["params"]["ddconfig"]
+        assert t["in_channels"] == config["vae"]["latent_channels"]
+        assert t["audio_in_channels"] == dd["z_channels"] * dd["mel_bins"] // 4 == dd["ch"]
+
+
+# ------------------------------------------------------------------------------ full size
+def official_vae_config(version: str) -> dict:
+    """``config.vae`` of the official files (2.0: LTX2_SPEC section 3; 2.3: published ports)."""
+    if version == "2.0":
+        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 6),
+               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 2), ("res_x", 2)]  # fmt: skip
+        dec = [("res_x", 5), ("compress_all", 2), ("res_x", 5), ("compress_all", 2), ("res_x", 5),
+               ("compress_all", 2), ("res_x", 5)]  # fmt: skip
+    else:
+        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
+               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]  # fmt: skip
+        dec = [("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
+               ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]  # fmt: skip
+
+    def blocks(items, residual=False):
+        out = []
+        for name, n in items:
+            if name == "res_x":
+                out.append([name, {"num_layers": n}])
+            else:
+                out.append([name, {"multiplier": n, **({"residual": True} if residual else {})}])
+        return out
+
+    return {
+        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
+        "norm_layer": "pixel_norm", "latent_log_var": "uniform", "timestep_conditioning": False,
+        "decoder_base_channels": 128, "encoder_blocks": blocks(enc), "decoder_blocks": blocks(dec, version == "2.0"),
+    }  # fmt: skip
+
+
+def official_config(version: str) -> dict:
+    t = official_19b_header()
+    vocoder = {"resblock": "1", "stereo": True}  # everything else: the 2.0 defaults
+    if version == "2.3":
+        t.update(
+            apply_gated_attention=True, cross_attention_adaln=True, caption_proj_before_connector=True,
+            caption_projection_first_linear=False, caption_proj_input_norm=False,
+            caption_projection_second_linear=False, connector_num_layers=8, connector_num_attention_heads=32,
+            connector_attention_head_dim=128, audio_connector_num_attention_heads=32,
+            audio_connector_attention_head_dim=64, connector_apply_gated_attention=True,
+        )  # fmt: skip
+        amp = {"resblock": "AMP1", "stereo": True, "activation": "snakebeta",
+               "use_tanh_at_final": False, "use_bias_at_final": False}  # fmt: skip
+        vocoder = {
+            "vocoder": {**amp, "upsample_initial_channel": 1536, "upsample_rates": [5, 2, 2, 2, 2, 2],
+                        "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4]},
+            "bwe": {**amp, "upsample_initial_channel": 512, "upsample_rates": [6, 5, 2, 2, 2],
+                    "upsample_kernel_sizes": [12, 11, 4, 4, 4], "input_sampling_rate": 16000,
+                    "output_sampling_rate": 48000, "hop_length": 80, "n_fft": 512, "num_mels": 64},
+        }  # fmt: skip
+    dd = {"double_z": True, "mel_bins": 64, "z_channels": 8, "resolution": 256, "in_channels": 2, "out_ch": 2,
+          "ch": 128, "ch_mult": [1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [],
+          "mid_block_add_attention": False, "norm_type": "pixel", "causality_axis": "height"}  # fmt: skip
+    audio_vae = {"model": {"params": {"ddconfig": dd, "sampling_rate": 16000}}}
+    return {"transformer": t, "vae": official_vae_config(version), "audio_vae": audio_vae, "vocoder": vocoder}
+
+
+def _params(layout: dict) -> int:
+    return sum(math.prod(s) for s in layout.values())
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_official_size_layouts(ltx, version, monkeypatch):
+    """Full-size configs, built on the meta device: the layouts are not tuned to tiny shapes."""
+    config = official_config(version)
+    per = L.bundle_layout(config, with_unused_stats=False)
+    assert_same(per["transformer"], ref_transformer(ltx, config), f"{version} transformer")
+    text = {**per["text_projection"], **per["text_connectors"]}
+    assert_same(text, ref_text(ltx, config, monkeypatch, 3840, L.GEMMA_HIDDEN_STATES), f"{version} text")
+    assert_same(per["video_vae"], ref_video_vae(ltx, config), f"{version} video VAE")
+    assert_same(per["audio_vae"], ref_audio_vae(ltx, config), f"{version} audio VAE")
+    assert_same(per["vocoder"], ref_vocoder(ltx, config), f"{version} vocoder")
+    if version == "2.0":  # parameter counts of LTX2_SPEC sections 1.2 and 3-4
+        assert _params(per["transformer"]) == 18_876_174_592
+        assert round(_params(per["text_projection"]) / 1e6, 1) == 722.5
+        encoder = {k: s for k, s in per["video_vae"].items() if k.startswith("vae.encoder.")}
+        decoder = {k: s for k, s in per["video_vae"].items() if k.startswith("vae.decoder.")}
+        assert round(_params(encoder) / 1e6, 1) == 694.1 and round(_params(decoder) / 1e6, 1) == 528.4
+        assert round(_params(per["vocoder"]) / 1e6, 1) == 55.6
+
+
+def test_layout_variants(ltx):
+    """Block types and switches the official files do not use, still equal to ltx-core."""
+    vae = official_vae_config("2.0")
+    vae.update(norm_layer="group_norm", latent_log_var="per_channel", timestep_conditioning=True)
+    vae["encoder_blocks"] = [["res_x", 1], ["res_x_y", {"multiplier": 2}], ["compress_time", {}],
+                             ["compress_space", {}], ["compress_all", {}], ["compress_all_x_y", {"multiplier": 2}],
+                             ["res_x", 1]]  # fmt: skip
+    vae["decoder_blocks"] = [["res_x", {"num_layers": 1, "inject_noise": True}], ["res_x_y", {"multiplier": 2}],
+                             ["compress_all", {"multiplier": 2}], ["res_x", 2]]  # fmt: skip
+    config = {"vae": vae}
+    assert_same(L.video_vae_layout(vae), ref_video_vae(ltx, config), "video VAE variant")
+    no_ts = dict(vae)
+    del no_ts["timestep_conditioning"]  # ltx-core defaults it to True; so do we
+    assert_same(L.video_vae_layout(no_ts), ref_video_vae(ltx, {"vae": no_ts}), "video VAE without the flag")
+
+    dd = {"ch": 64, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [256, 128], "resolution": 256,
+          "z_channels": 4, "double_z": False, "norm_type": "group", "causality_axis": None,
+          "mid_block_add_attention": True, "mel_bins": 64}  # fmt: skip
+    audio = {"audio_vae": {"model": {"params": {"ddconfig": dd}}}}
+    assert_same(L.audio_vae_layout(audio["audio_vae"]), ref_audio_vae(ltx, audio), "audio VAE variant")
+    bare = {"audio_vae": {}}  # every ltx-core default, attention included
+    assert_same(L.audio_vae_layout(bare["audio_vae"]), ref_audio_vae(ltx, bare), "audio VAE defaults")

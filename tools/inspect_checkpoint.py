@@ -1,0 +1,111 @@
+"""Describe an LTX-2 checkpoint from its header, as one JSON object on stdout.
+
+    python tools/inspect_checkpoint.py ltx-2-19b-dev.safetensors
+    python tools/inspect_checkpoint.py tiny.safetensors --load
+
+Reports family and version, the components found (key and parameter counts), tensor dtypes and
+the transformer config; nothing but the header is read.  ``--load`` also builds every component
+OpenLTX can build yet, strictly, and reports "ok" or the error.  A file OpenLTX cannot use prints
+``{"file": ..., "error": ...}`` and exits 1; so does a failed ``--load``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import model_loaders` from the repo root
+
+from model_loaders import CheckpointError, build_transformer, read_checkpoint, transformer_config  # noqa: E402
+
+MAX_UNROUTED = 10
+
+
+def transformer_summary(info) -> dict:
+    cfg = transformer_config(info)
+    return {
+        "num_layers": cfg.num_layers,
+        "video_heads": cfg.num_attention_heads,
+        "video_head_dim": cfg.attention_head_dim,
+        "video_dim": cfg.video_dim,
+        "audio_heads": cfg.audio_num_attention_heads,
+        "audio_head_dim": cfg.audio_attention_head_dim,
+        "audio_dim": cfg.audio_dim,
+        "in_channels": cfg.in_channels,
+        "audio_in_channels": cfg.audio_in_channels,
+        "caption_channels": cfg.caption_channels,
+        "caption_projection": cfg.has_caption_projection,
+        "gated_attention": cfg.apply_gated_attention,
+        "cross_attention_adaln": cfg.cross_attention_adaln,
+        "rope_type": cfg.rope_type.value,
+        "key_prefix": info.transformer_prefix,
+    }
+
+
+def describe(info) -> dict:
+    dtypes: Counter = Counter(info.dtypes.values())
+    dtype_params: Counter = Counter()
+    for key, dtype in info.dtypes.items():
+        dtype_params[dtype] += math.prod(info.shapes[key])
+    components = {name: {"keys": len(keys), "params": info.num_params(name)} for name, keys in info.components.items()}
+    out = {
+        "file": info.path,
+        "size": info.file_size,
+        "family": info.family,
+        "version": info.version,
+        "model_version": info.model_version,
+        "components": components,
+        "total_params": sum(c["params"] for c in components.values()),
+        "dtypes": dict(sorted(dtypes.items())),
+        "dtype_params": dict(sorted(dtype_params.items())),
+        "config_sections": sorted(info.config),
+    }
+    if "transformer" in info.components:
+        out["transformer"] = transformer_summary(info)
+    if info.unrouted:
+        out["unrouted_keys"] = len(info.unrouted)
+        out["unrouted_first"] = info.unrouted[:MAX_UNROUTED]
+    return out
+
+
+def load_components(info) -> tuple[dict, bool]:
+    """Build what OpenLTX supports; ("ok" | error text | "not supported yet") per component."""
+    report, ok = {}, True
+    for name in info.components:
+        if name != "transformer":
+            report[name] = "not supported yet"
+            continue
+        try:
+            build_transformer(info)
+            report[name] = "ok"
+        except Exception as err:  # report anything, a broken load must not hide the others
+            report[name] = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+            ok = False
+    return report, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", help="a .safetensors checkpoint")
+    parser.add_argument("--load", action="store_true", help="also build the supported components strictly")
+    args = parser.parse_args(argv)
+    try:
+        info = read_checkpoint(args.file)
+        out = describe(info)
+    except (CheckpointError, OSError) as err:
+        print(json.dumps({"file": os.fspath(args.file), "error": str(err)}))
+        return 1
+    ok = True
+    if args.load:
+        out["load"], ok = load_components(info)
+    print(json.dumps(out))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
