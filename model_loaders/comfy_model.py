@@ -54,9 +54,11 @@ Conditioning
   ``x0 = x - σ·v`` still uses the step's σ, so pair it with a noise mask that restores the
   clean tokens after every step (as LTX-2's own samplers do).
 
-The channel counts above are the released models'; a MODEL follows its own config
-(``in_channels``, ``audio_in_channels`` = audio channels × 16 mel bins), so the tiny test
-checkpoints with fewer channels work too.
+The channel counts above are the released models' (the tiny test checkpoints of
+``tools/make_tiny_checkpoint.py`` use them too, so they sample LTX-2 Empty Latent's output
+as is).  A MODEL checks latents against its own config (``in_channels``,
+``audio_in_channels`` = audio channels × 16 mel bins): a latent of another width stops
+sampling with an error that names both widths.
 """
 
 from __future__ import annotations

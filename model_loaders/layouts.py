@@ -344,9 +344,11 @@ def audio_vae_layout(audio_vae: Mapping[str, Any], prefix: str = "audio_vae.") -
 
     enc = f"{prefix}encoder."
     out = _conv2d(f"{enc}conv_in.conv", int(dd.get("in_channels", 2)), ch)
-    res, n_in = resolution, ch
+    res = resolution
     for level, m in enumerate(mult):
-        n_out = ch * m
+        # ltx-core restarts each level at ch x the previous level's multiplier (the same width
+        # as the last block's output, unless num_res_blocks is 0)
+        n_in, n_out = ch * (1, *mult)[level], ch * m
         for j in range(blocks):
             out.update(_resnet2d(f"{enc}down.{level}.block.{j}", n_in, n_out, norm))
             n_in = n_out

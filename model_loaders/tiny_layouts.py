@@ -3,22 +3,33 @@
 A tiny checkpoint has the key names and header structure of the real single-file bundles
 (``__metadata__`` with ``config`` = ``{transformer, vae, audio_vae, vocoder, scheduler}`` and,
 for 2.3, ``model_version``), with shapes small enough for CPU tests: about 0.2 MB for the
-transformer alone, 2.5 MB for the whole bundle in float32.  The configs are functional, not
-just small: the video VAE still compresses 32x32 pixels and 8 frames per latent, the audio
-VAE 4 mel frames per latent, the vocoders still turn 100 mel frames per second into 24 kHz
-(2.0) or 16 kHz -> 48 kHz (2.3), and the latent widths match the transformer's input widths,
-so later tests can chain the components end to end.
+transformer alone, 16-17 MB for the whole bundle in float32.  The latents have the released
+models' widths -- video (B, 128, F', H/32, W/32), audio (B, 8, T, 16) -- so a tiny file samples
+the very latent that ``OpenLTXEmptyLatent`` makes (it has no model input to follow).  The
+configs are functional, not just small: the video VAE still compresses 32x32 pixels and 8
+frames per latent, the audio VAE 4 mel frames and 4 mel bins per latent, the vocoders still
+turn 100 mel frames per second into 24 kHz (2.0) or 16 kHz -> 48 kHz (2.3), and the VAE
+latent widths equal the transformer's input widths, so the components chain end to end.
 
 Widths (both versions):
-  transformer  2 layers; video 2 heads x 8, audio 2 heads x 4, caption_channels 12, in 16 / audio in 32
+  transformer  2 layers; video 2 heads x 8, audio 2 heads x 4, caption_channels 12,
+               in/out 128 video channels, 128 audio features (8 channels x 16 mel bins)
   text         a fake 2-layer text encoder of width 12: projection input 12 x 3 hidden states
-  video VAE    latent 16 channels (= transformer in_channels), encoder up to 32, decoder base 2
-  audio VAE    z 2 x 16 latent mel bins = 32 features (= audio_in_channels), 3 levels at ch 32
+  video VAE    latent 128 channels (= transformer in_channels); the encoder runs at 128 with
+               only the four compression blocks; decoder base 4 (2.0) / 2 (2.3)
+  audio VAE    z 8 x 16 latent mel bins = 128 features (= audio_in_channels); 3 levels at
+               ch 128 with no res blocks per level (the decoder still has one, ltx-core adds it)
   vocoder      HiFi-GAN / BigVGAN-v2 at 32 channels; BWE with a 64-point STFT
+
+Most of the bundle is the two VAEs' 128-channel convolutions, which the real latent widths
+force: ltx-core starts the video encoder at ``latent_channels`` and keeps the audio VAE at
+``ch`` x ``ch_mult`` (>= 1), and ``ch`` must be 128.  The audio VAE (18 3x3 convolutions of
+128 x 128, 10.8 MB) is the floor at three levels; the video VAE adds 4.7-5.6 MB.
 
 ltx-core quirks the configs respect: 128 connector registers (ltx-core ignores the header key),
 64 mel bins into the vocoders (their input conv is fixed at 2 x 64), audio ``ch`` equal to the
-latent feature count (it sizes the statistics vector).
+latent feature count (it sizes the statistics vector), 2.0 decoder widths that are multiples
+of 8 at every residual upsampler.
 """
 
 from __future__ import annotations
@@ -56,10 +67,10 @@ def tiny_transformer_header(version: str) -> dict:
         audio_num_attention_heads=2,
         audio_attention_head_dim=4,
         audio_cross_attention_dim=8,
-        in_channels=16,
-        out_channels=16,
-        audio_in_channels=32,
-        audio_out_channels=32,
+        in_channels=128,  # the released models' latent widths (= OpenLTXEmptyLatent's)
+        out_channels=128,
+        audio_in_channels=128,  # 8 channels x 16 mel bins
+        audio_out_channels=128,
         av_ca_timestep_scale_multiplier=1000.0,
         connector_num_layers=2,
         connector_num_attention_heads=2,
@@ -84,16 +95,22 @@ def tiny_transformer_header(version: str) -> dict:
 
 
 def tiny_vae_config(version: str) -> dict:
-    """``config.vae``: the official block lists at one layer each, 16 latent channels."""
+    """``config.vae``: 128 latent channels; the official compression blocks, at minimal widths.
+
+    The encoder runs at the latent width (ltx-core starts it at ``latent_channels``), so it
+    keeps only the four official compression blocks, at multiplier 1 and without res blocks
+    (each ``res_x`` layer at 128 channels would cost 3.5 MB).  The decoder keeps the official
+    block list at one layer each, from ``decoder_base_channels`` 2 (16 channels after
+    ``conv_in``); 2.0 needs 4, because its residual ``compress_all`` upsamplers fold their
+    input into 8 sub-positions, so every upsampler input must be a multiple of 8 channels.
+    """
+    encoder = [
+        ["compress_space_res", {"multiplier": 1}],
+        ["compress_time_res", {"multiplier": 1}],
+        ["compress_all_res", {"multiplier": 1}],
+        ["compress_all_res", {"multiplier": 1}],
+    ]
     if version == "2.0":
-        encoder = [
-            ["res_x", {"num_layers": 1}],
-            ["compress_space_res", {"multiplier": 2}],
-            ["compress_time_res", {"multiplier": 1}],
-            ["compress_all_res", {"multiplier": 1}],
-            ["compress_all_res", {"multiplier": 1}],
-            ["res_x", {"num_layers": 1}],
-        ]
         decoder = [
             ["res_x", {"num_layers": 1}],
             ["compress_all", {"residual": True, "multiplier": 2}],
@@ -103,16 +120,8 @@ def tiny_vae_config(version: str) -> dict:
             ["compress_all", {"residual": True, "multiplier": 2}],
             ["res_x", {"num_layers": 1}],
         ]
-        padding = "reflect"
+        padding, decoder_base = "reflect", 4  # 32 -> 16 -> 8 -> 4 channels
     else:
-        encoder = [
-            ["res_x", {"num_layers": 1}],
-            ["compress_space_res", {"multiplier": 2}],
-            ["compress_time_res", {"multiplier": 1}],
-            ["compress_all_res", {"multiplier": 1}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_all_res", {"multiplier": 1}],
-        ]
         decoder = [
             ["res_x", {"num_layers": 1}],
             ["compress_space", {"multiplier": 2}],
@@ -124,40 +133,47 @@ def tiny_vae_config(version: str) -> dict:
             ["compress_all", {"multiplier": 2}],
             ["res_x", {"num_layers": 1}],
         ]
-        padding = "zeros"
+        padding, decoder_base = "zeros", 2  # 16 -> 8 -> 8 -> 4 -> 2 channels
     return {
         "_class_name": "CausalVideoAutoencoder",
         "dims": 3,
         "in_channels": 3,
         "out_channels": 3,
-        "latent_channels": 16,
+        "latent_channels": 128,
         "patch_size": 4,
         "norm_layer": "pixel_norm",
         "latent_log_var": "uniform",
         "spatial_padding_mode": padding,
         "causal_decoder": False,
         "timestep_conditioning": False,
-        "decoder_base_channels": 2,
+        "decoder_base_channels": decoder_base,
         "encoder_blocks": encoder,
         "decoder_blocks": decoder,
     }
 
 
 def tiny_audio_vae_config() -> dict:
-    """``config.audio_vae``: 64 mel bins in, (B, 2, T, 16) latents, three levels."""
+    """``config.audio_vae``: 64 mel bins in, (B, 8, T, 16) latents, three levels at ch 128.
+
+    Three levels (two stride-2 downsamples) take 64 mel bins to 16 latent bins, as in the
+    released models; ``ch`` must be 128 because it sizes the statistics vector over the
+    8 x 16 latent features, and ``ch_mult`` cannot go below 1.  So the width stays 128
+    throughout and ``num_res_blocks`` is 0: the encoder is conv_in, two downsamples and the
+    mid block; the decoder has one res block per level (ltx-core builds ``num_res_blocks + 1``).
+    """
     return {
         "model": {
             "params": {
                 "ddconfig": {
                     "double_z": True,
                     "mel_bins": 64,
-                    "z_channels": 2,
+                    "z_channels": 8,
                     "resolution": 256,
                     "in_channels": 2,
                     "out_ch": 2,
-                    "ch": 32,  # = z_channels * mel_bins / 4: sizes the statistics vector
+                    "ch": 128,  # = z_channels * mel_bins / 4: sizes the statistics vector
                     "ch_mult": [1, 1, 1],
-                    "num_res_blocks": 1,
+                    "num_res_blocks": 0,
                     "attn_resolutions": [],
                     "dropout": 0.0,
                     "mid_block_add_attention": False,

@@ -1,9 +1,10 @@
 """The ComfyUI MODEL glue (model_loaders/comfy_model.py) adds no error to the transformer.
 
-The MODEL is built from random weights with ``build_ltx2_model`` and from a tiny official-layout
-checkpoint written by ``tools/make_tiny_checkpoint.py``; its outputs are compared with a
-direct ``LTXAVTransformer`` call on the same weights and inputs (float32, exact up to
-summation order).
+The MODEL is built with ``build_ltx2_model`` from the tiny transformer of
+``model_loaders.tiny_layouts`` (header and random weights, the released models' latent widths)
+and from a tiny official-layout checkpoint written by ``tools/make_tiny_checkpoint.py``; its
+outputs are compared with a direct ``LTXAVTransformer`` call on the same weights and inputs
+(float32, exact up to summation order).
 """
 
 from __future__ import annotations
@@ -18,44 +19,28 @@ import comfy.model_patcher
 import comfy.utils
 
 from openltx.ltx2 import positions as P
-from openltx.ltx2.config import TransformerConfig, official_19b_header
+from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer
 from openltx.model_loaders import comfy_model as cm
+from openltx.model_loaders import tiny_layouts as T
 
 TOL = 1e-5
+PREFIX = "model.diffusion_model."
 
 
-def tiny_header(version: str = "2.0") -> dict:
-    h = official_19b_header()
-    h.update(
-        num_layers=2,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        caption_channels=12,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=4,
-        audio_cross_attention_dim=8,
-        av_ca_timestep_scale_multiplier=500.0,
-    )
-    if version == "2.3":
-        h.update(apply_gated_attention=True, cross_attention_adaln=True, caption_proj_before_connector=True)
-    return h
-
-
-def random_state_dict(cfg: TransformerConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    shapes = LTXAVTransformer(cfg, device="meta").state_dict()
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in shapes.items()}
+def tiny_transformer(version: str = "2.0", seed: int = 0) -> tuple[TransformerConfig, dict[str, torch.Tensor]]:
+    """The tiny checkpoint's transformer: its config and weights under bare keys."""
+    cfg = TransformerConfig.from_header(T.tiny_transformer_header(version))
+    sd = T.tiny_state_dict(version, ["transformer"], seed=seed)
+    return cfg, {k.removeprefix(PREFIX): v for k, v in sd.items()}
 
 
 class Setup:
     """A MODEL (ModelPatcher) and a plain transformer holding the same random weights."""
 
     def __init__(self, version: str = "2.0") -> None:
-        self.cfg = TransformerConfig.from_header(tiny_header(version))
-        sd = random_state_dict(self.cfg)
+        self.cfg, sd = tiny_transformer(version)
         self.patcher = cm.build_ltx2_model(self.cfg, sd, weight_dtype=torch.float32)
         self.ref = LTXAVTransformer(self.cfg)
         self.ref.load_state_dict(sd, strict=True)
@@ -264,8 +249,7 @@ def test_memory_estimate_counts_tokens_of_the_packed_latent(setup):
 # --- strict loading ----------------------------------------------------------------------
 
 def test_strict_load_names_missing_unexpected_and_misshaped_keys():
-    cfg = TransformerConfig.from_header(tiny_header())
-    sd = random_state_dict(cfg)
+    cfg, sd = tiny_transformer()
     missing = "transformer_blocks.1.attn1.to_q.weight"
     broken = dict(sd)
     del broken[missing]
@@ -279,8 +263,8 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys():
 
 
 def test_bf16_weights_are_cast_on_the_fly_on_cpu():
-    cfg = TransformerConfig.from_header(tiny_header())
-    patcher = cm.build_ltx2_model(cfg, random_state_dict(cfg), weight_dtype=torch.bfloat16)
+    cfg, sd = tiny_transformer()
+    patcher = cm.build_ltx2_model(cfg, sd, weight_dtype=torch.bfloat16)
     model = patcher.model
     assert model.get_dtype() == torch.bfloat16
     assert model.manual_cast_dtype == torch.float32  # CPU computes in fp32
@@ -327,9 +311,10 @@ def test_load_ltx2_model_from_file_matches_transformer(tiny_checkpoint):
     for k, v in dm.state_dict().items():
         assert torch.equal(v.float(), sd[k].float()), k
     cc = patcher.model.model_config
+    assert (cfg.in_channels, cfg.audio_in_channels) == (128, 8 * 16)  # the released models' latents
     g = torch.Generator().manual_seed(3)
-    video = torch.randn(1, cfg.in_channels, 2, 2, 2, generator=g)
-    audio = torch.randn(1, 8, 9, cfg.audio_in_channels // 8, generator=g)
+    video = torch.randn(1, 128, 2, 2, 2, generator=g)
+    audio = torch.randn(1, 8, 9, 16, generator=g)
     ctx_v = torch.randn(1, 4, cc.video_context_width, generator=g)
     ctx_a = torch.randn(1, 4, cc.audio_context_width, generator=g)
     sigma = torch.tensor([0.4])
@@ -342,7 +327,7 @@ def test_load_ltx2_model_from_file_matches_transformer(tiny_checkpoint):
         )
     tol = TOL if dm.dtype == torch.float32 else 2e-2
     rel_v = ((ours[0].float() - P.unpatchify_video(rv, 2, 2, 2)).norm() / rv.norm()).item()
-    rel_a = ((ours[1].float() - P.unpatchify_audio(ra, 8, audio.shape[3])).norm() / ra.norm()).item()
+    rel_a = ((ours[1].float() - P.unpatchify_audio(ra, 8, 16)).norm() / ra.norm()).item()
     assert rel_v <= tol and rel_a <= tol, (rel_v, rel_a)
 
 

@@ -1,8 +1,8 @@
 """The pack's nodes, called in-process against the real ComfyUI host (no server).
 
 The loader node reads a tiny official-layout checkpoint (``tools/make_tiny_checkpoint.py``)
-from temp model folders; ComfyUI's own KSampler and SamplerCustomAdvanced then sample it on
-the empty latent with a synthetic CONDITIONING.
+from temp model folders; ComfyUI's own KSampler and SamplerCustomAdvanced then sample it, as
+the tool wrote it, on OpenLTXEmptyLatent's output with a synthetic CONDITIONING.
 """
 
 from __future__ import annotations
@@ -20,43 +20,15 @@ import folder_paths
 from openltx.nodes.latents import OpenLTXEmptyLatent
 from openltx.nodes.loaders import DIFFUSION_MODELS_PREFIX, OpenLTXCheckpointLoader, checkpoint_options
 
-CKPT = "ltx2-tiny.safetensors"  # the tool's tiny bundle: 16 video / 2 x 16 audio latent channels
-CKPT_128 = "ltx2-tiny-128ch.safetensors"  # the same transformer widened to the real latent channels
-
-
-def widen_latent_channels(src, dst) -> None:
-    """Rewrite a transformer-only file for the released models' latents (128 video channels,
-    8 x 16 audio features): the header's in/out channels change, and the four projections
-    touching the latent get new random weights of the matching shapes."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    from openltx.ltx2.config import TransformerConfig
-    from openltx.ltx2.transformer import LTXAVTransformer
-
-    with safe_open(str(src), framework="pt") as f:
-        metadata = dict(f.metadata())
-    config = json.loads(metadata["config"])
-    config["transformer"].update(in_channels=128, out_channels=128, audio_in_channels=128, audio_out_channels=128)
-    metadata["config"] = json.dumps(config)
-    shapes = LTXAVTransformer(TransformerConfig.from_header(config["transformer"]), device="meta").state_dict()
-    tensors = load_file(str(src))
-    g = torch.Generator().manual_seed(5)
-    for key, value in list(tensors.items()):
-        want = tuple(shapes[key.removeprefix("model.diffusion_model.")].shape)
-        if tuple(value.shape) != want:
-            tensors[key] = torch.randn(want, generator=g) / (want[-1] ** 0.5 if len(want) > 1 else 20.0)
-    save_file(tensors, str(dst), metadata=metadata)
+CKPT = "ltx2-tiny.safetensors"  # the tool's tiny bundle: the released models' latent widths
 
 
 # --- model folders ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def model_dirs(repo_root, tmp_path_factory):
-    """checkpoints/: the tiny bundle, a 128-channel variant and a non-model; diffusion_models/:
-    transformer-only copies (one with the same name as in checkpoints/)."""
+    """checkpoints/: the tiny bundle and a non-model; diffusion_models/: transformer-only
+    copies (one with the same name as in checkpoints/)."""
     tool = repo_root / "tools" / "make_tiny_checkpoint.py"
     if not tool.is_file():
         pytest.fail(f"{tool} is missing (it writes the tiny official-layout checkpoints)", pytrace=False)
@@ -71,7 +43,6 @@ def model_dirs(repo_root, tmp_path_factory):
             capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    widen_latent_channels(dirs["diffusion_models"] / CKPT, dirs["checkpoints"] / CKPT_128)
     (dirs["diffusion_models"] / "only-here.safetensors").write_bytes((dirs["diffusion_models"] / CKPT).read_bytes())
     (dirs["checkpoints"] / "not-a-model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     return dirs
@@ -89,8 +60,8 @@ def folders(model_dirs, monkeypatch):
 
 @pytest.fixture
 def model(folders):
-    """The loader node's MODEL for the 128-channel tiny file (fits OpenLTXEmptyLatent's latent)."""
-    return OpenLTXCheckpointLoader.execute(ckpt_name=CKPT_128, weight_dtype="default")[0]
+    """The loader node's MODEL for the tool's tiny bundle, as it was written."""
+    return OpenLTXCheckpointLoader.execute(ckpt_name=CKPT, weight_dtype="default")[0]
 
 
 def conditioning(model, length: int, seed: int, frame_rate: float = 24.0):
@@ -178,30 +149,33 @@ def test_ksampler_video_only_latent(model):
     assert torch.isfinite(out["samples"]).all()
 
 
-def test_tiny_bundle_with_its_own_latent_channels(folders):
-    """The tool's bundle has 16 video / 2 x 16 audio latent channels: the MODEL follows its config."""
-    import nodes
-    from openltx.model_loaders import comfy_model
-
-    model = OpenLTXCheckpointLoader.execute(ckpt_name=CKPT, weight_dtype="default")[0]
+def test_tiny_bundle_takes_the_released_models_latent(model):
+    """The tool's file has the released models' latent widths: OpenLTXEmptyLatent (which has no
+    model input) makes exactly what it samples."""
     cfg = model.model.model_config.transformer_config
-    assert model.get_model_object("latent_format").latent_channels == cfg.in_channels == 16
-    latent = comfy_model.empty_latent(64, 96, 9, 24.0, 1, video_channels=cfg.in_channels,
-                                      audio_channels=cfg.audio_in_channels // 16)
-    out = nodes.common_ksampler(model, 0, 2, 2.0, "euler", "simple",
-                                conditioning(model, 4, 1), conditioning(model, 4, 2), latent)[0]
-    video, audio = out["samples"].unbind()
-    assert video.shape == (1, 16, 2, 3, 2) and audio.shape == (1, 2, 9, 16)
-    assert torch.isfinite(video).all() and torch.isfinite(audio).all()
-    # a zero video-only latent keeps its 16 channels (core pads "empty" latents to latent_channels)
-    only_video = {"samples": torch.zeros(1, 16, 2, 3, 2)}
-    out = nodes.common_ksampler(model, 0, 1, 1.0, "euler", "simple",
-                                conditioning(model, 4, 1), conditioning(model, 4, 2), only_video)[0]
-    assert out["samples"].shape == (1, 16, 2, 3, 2)
-    # the released models' latent on this model: a clear error, not a matmul shape error
-    with pytest.raises(ValueError, match="channels"):
-        nodes.common_ksampler(model, 0, 1, 1.0, "euler", "simple",
-                              conditioning(model, 4, 1), conditioning(model, 4, 2), empty_latent())
+    assert model.get_model_object("latent_format").latent_channels == cfg.in_channels == 128
+    assert cfg.audio_in_channels == 8 * 16
+    video, audio = empty_latent()["samples"].unbind()
+    assert video.shape[1] == cfg.in_channels and audio.shape[1] * audio.shape[3] == cfg.audio_in_channels
+
+
+def test_latent_with_wrong_channels_is_a_clear_error(model):
+    """A latent made for another model: a clear error, not a matmul shape error."""
+    import nodes
+
+    positive, negative = conditioning(model, 4, 1), conditioning(model, 4, 2)
+    g = torch.Generator().manual_seed(0)
+    # not all zeros: core widens an all-zero plain latent to the model's latent_channels
+    video_16 = {"samples": torch.randn(1, 16, 2, 3, 2, generator=g)}
+    with pytest.raises(ValueError, match="video latent has 16 channels, this LTX-2 model expects 128"):
+        nodes.common_ksampler(model, 0, 1, 1.0, "euler", "simple", positive, negative, video_16)
+    widened = nodes.common_ksampler(model, 0, 1, 1.0, "euler", "simple", positive, negative,
+                                    {"samples": torch.zeros(1, 16, 2, 3, 2)})[0]["samples"]
+    assert widened.shape == (1, 128, 2, 3, 2)
+    video, _ = empty_latent()["samples"].unbind()
+    joint = {"samples": comfy.nested_tensor.NestedTensor([video, torch.zeros(1, 2, 9, 16)])}  # never widened
+    with pytest.raises(ValueError, match="audio latent has 2 x 16 features per step, this LTX-2 model expects 128"):
+        nodes.common_ksampler(model, 0, 1, 1.0, "euler", "simple", positive, negative, joint)
 
 
 # --- empty latent ---------------------------------------------------------------------------

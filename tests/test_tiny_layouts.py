@@ -202,17 +202,56 @@ def test_tiny_file_holds_exactly_the_layout(tmp_path):
         with safe_open(str(path), framework="pt") as f:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
             meta = f.metadata()
-        unused = {f"vae.per_channel_statistics.{n}": (16,) for n in L.VIDEO_VAE_UNUSED_STATS}
+        unused = {f"vae.per_channel_statistics.{n}": (128,) for n in L.VIDEO_VAE_UNUSED_STATS}
         assert found == layout and set(unused) <= set(found)
         config = json.loads(meta["config"])
         assert set(config) == {"transformer", "vae", "audio_vae", "vocoder", "scheduler"}
         assert meta.get("model_version") == ("2.3.0" if version == "2.3" else None)
-        assert path.stat().st_size < 3_000_000, "tiny bundle should stay a few MB"
-        # the latent widths chain: VAE latents feed the transformer as they are
+        # the VAEs' 128-channel convolutions set the floor (see tiny_layouts' module doc)
+        assert path.stat().st_size < 18_000_000, "tiny bundle should stay well under 20 MB"
+        # the released models' latent widths (what OpenLTXEmptyLatent makes), and they chain:
+        # VAE latents feed the transformer as they are
         t = config["transformer"]
         dd = config["audio_vae"]["model"]["params"]["ddconfig"]
-        assert t["in_channels"] == config["vae"]["latent_channels"]
-        assert t["audio_in_channels"] == dd["z_channels"] * dd["mel_bins"] // 4 == dd["ch"]
+        assert t["in_channels"] == t["out_channels"] == config["vae"]["latent_channels"] == 128
+        assert (dd["z_channels"], dd["mel_bins"] // 4) == (8, 16)
+        assert t["audio_in_channels"] == t["audio_out_channels"] == dd["z_channels"] * dd["mel_bins"] // 4 == dd["ch"]
+        transformer_only = tmp_path / f"tiny-{version}-transformer.safetensors"
+        T.write_tiny_checkpoint(transformer_only, version, "transformer")
+        assert transformer_only.stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tiny_vaes_run_in_ltx_core_at_the_real_latent_widths(ltx, version):
+    """ltx-core's own VAEs and vocoder, loaded with the tiny weights, run: pixels -> (B, 128, ...)
+    latents -> pixels, mel -> (B, 8, T, 16) latents -> mel -> waveform."""
+    config = T.tiny_config(version)
+    sd = T.tiny_state_dict(version, ["video_vae", "audio_vae", "vocoder"])
+
+    def load(module, to_file):
+        module.load_state_dict({k: sd[to_file(k)] for k in module.state_dict()}, strict=True)
+        return module.eval()
+
+    video_enc = load(ltx.video_encoder.from_config(config), _vae_keys("vae.", "encoder"))
+    video_dec = load(ltx.video_decoder.from_config(config), _vae_keys("vae.", "decoder"))
+    audio_enc = load(ltx.audio_encoder.from_config(config), _vae_keys("audio_vae.", "encoder"))
+    audio_dec = load(ltx.audio_decoder.from_config(config), _vae_keys("audio_vae.", "decoder"))
+    vocoder = load(ltx.vocoder.from_config(config), lambda k: "vocoder." + k)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        latent = video_enc(torch.randn(1, 3, 9, 96, 64, generator=g))
+        assert latent.shape == (1, 128, 2, 3, 2)
+        video = video_dec(torch.randn(1, 128, 2, 3, 2, generator=g))
+        assert video.shape == (1, 3, 9, 96, 64)
+        audio_latent = audio_enc(torch.randn(1, 2, 36, 64, generator=g))
+        assert audio_latent.shape == (1, 8, 9, 16)
+        mel = audio_dec(torch.randn(1, 8, 9, 16, generator=g))
+        assert mel.shape == (1, 2, 33, 64)  # causal: 4 (T - 1) + 1 mel frames
+        wave = vocoder(mel)
+        rate = 24000 if version == "2.0" else 48000
+        assert wave.shape == (1, 2, 33 * rate // 100)  # 100 mel frames per second
+    for out in (latent, video, audio_latent, mel, wave):
+        assert torch.isfinite(out).all()
 
 
 # ------------------------------------------------------------------------------ full size
@@ -316,5 +355,7 @@ def test_layout_variants(ltx):
           "mid_block_add_attention": True, "mel_bins": 64}  # fmt: skip
     audio = {"audio_vae": {"model": {"params": {"ddconfig": dd}}}}
     assert_same(L.audio_vae_layout(audio["audio_vae"]), ref_audio_vae(ltx, audio), "audio VAE variant")
+    no_blocks = {"audio_vae": {"model": {"params": {"ddconfig": {**dd, "num_res_blocks": 0, "ch_mult": [1, 2, 4]}}}}}
+    assert_same(L.audio_vae_layout(no_blocks["audio_vae"]), ref_audio_vae(ltx, no_blocks), "audio VAE, no res blocks")
     bare = {"audio_vae": {}}  # every ltx-core default, attention included
     assert_same(L.audio_vae_layout(bare["audio_vae"]), ref_audio_vae(ltx, bare), "audio VAE defaults")

@@ -45,7 +45,7 @@ def made(tmp_path_factory):
 def test_make_tiny_checkpoint(made):
     path, summary = made["bundle"]
     assert summary["version"] == "2.3" and summary["components"] == "all"
-    assert summary["size"] == path.stat().st_size < 3_000_000
+    assert summary["size"] == path.stat().st_size < 18_000_000  # the VAEs at the real latent widths
     bare, summary = made["bare"]
     assert summary["size"] < 1_000_000 and summary["keys"] > 100
 

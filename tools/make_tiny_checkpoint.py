@@ -1,4 +1,4 @@
-"""Write a tiny LTX-2 checkpoint: official key names and header, random weights, a few hundred kB.
+"""Write a tiny LTX-2 checkpoint: official key names and header, random weights (~0.2 MB transformer-only, ~16 MB bundle).
 
     python tools/make_tiny_checkpoint.py --version 2.3 --out tiny.safetensors
     python tools/make_tiny_checkpoint.py --version 2.0 --out t.safetensors --components transformer --bare
