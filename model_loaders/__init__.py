@@ -5,9 +5,11 @@ Modules:
   checkpoint        ``read_checkpoint`` / ``transformer_config`` / ``build_transformer``
   layouts           official key layouts per component (header config -> {key: shape})
   tiny_layouts      tiny official-layout checkpoints for tests and tools
+  comfy_model       the ComfyUI MODEL glue: latent format, model config, BaseModel, adapter
+  comfy_loading     file -> ComfyUI MODEL (weight dtype, strict load, ModelPatcher)
 
-File reading here never imports ComfyUI (only ``comfy_model.py`` does, and nothing here
-imports it), so tools and tests use these modules without a host.
+File reading here never imports ComfyUI (only ``comfy_model.py`` and ``comfy_loading.py``
+do, and nothing else here imports them), so tools and tests use these modules without a host.
 
 Import pattern.  This package is imported two ways: as ``<pack>.model_loaders`` when ComfyUI
 loads the pack (under whatever alias the folder gets, e.g. ``openltx``), and as top-level

@@ -24,7 +24,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
@@ -309,17 +309,21 @@ def _transformer_keys(info: CheckpointInfo) -> list[str]:
 
 
 def load_transformer_state_dict(
-    path_or_info, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+    path_or_info,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TransformerConfig, dict[str, torch.Tensor]]:
     """The header's transformer config and the transformer tensors with bare keys.
 
     Keys lose the file's prefix (``model.diffusion_model.``); text-connector keys are not
-    included.  Floating tensors are converted to ``dtype`` when it is given.
+    included.  Floating tensors are converted to ``dtype`` when it is given; ``progress(done,
+    total)`` is called after every tensor read.
     """
     info = _info(path_or_info)
     cfg = transformer_config(info)
     n = len(info.transformer_prefix)
-    sd = load_tensors(info.path, _transformer_keys(info), device=device, dtype=dtype, rename=lambda k: k[n:])
+    sd = load_tensors(info.path, _transformer_keys(info), device=device, dtype=dtype, rename=lambda k: k[n:], progress=progress)
     return cfg, sd
 
 

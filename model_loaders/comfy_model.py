@@ -13,7 +13,7 @@ management all work on it:
                          ComfyUI's call convention on top.  It *subclasses* the transformer,
                          so its state-dict keys stay the checkpoint's bare keys (LoRA files
                          that name ``diffusion_model.transformer_blocks.N...`` map directly).
-* ``load_ltx2_model``    file -> ``ModelPatcher`` with a strict weight load.
+Loading a file into a ``ModelPatcher`` lives in ``comfy_loading.py``.
 
 Latent
 ------
@@ -63,7 +63,6 @@ sampling with an error that names both widths.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Mapping
 
@@ -73,19 +72,15 @@ import comfy.conds
 import comfy.latent_formats
 import comfy.model_base
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.nested_tensor
 import comfy.supported_models_base
-import comfy.utils
 
 from ..ltx2 import positions as P
 from ..ltx2.config import TransformerConfig
 from ..ltx2.inputs import StreamInput
 from ..ltx2.transformer import LTXAVTransformer
-from . import checkpoint
 from .safetensors_file import CheckpointError
 
-log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_RATE = 24.0
 VIDEO_LATENT_CHANNELS = 128
@@ -421,161 +416,3 @@ class LTX2Model(comfy.model_base.BaseModel):
         if len(shape) == 3 and shape[1] == 1:
             shape = [shape[0], channels, max(1, shape[2] // channels)]
         return super().memory_required(shape, cond_shapes)
-
-
-# --------------------------------------------------------------------------- loading
-def pick_weight_dtype(choice: str, file_dtype: torch.dtype | None, load_device, params: int = 0) -> torch.dtype:
-    """The dtype the weights are stored in.
-
-    ``"bf16"`` / ``"fp16"`` / ``"fp32"`` are taken as given.  ``"default"``: on a CPU the
-    file's own dtype (fp32 stays fp32, bf16 stays bf16 and is computed in fp32); on a GPU
-    ComfyUI's choice (``unet_dtype``: bf16 where supported, honouring ``--bf16-unet`` etc.).
-    """
-    if choice in WEIGHT_DTYPE_OPTIONS:
-        return WEIGHT_DTYPE_OPTIONS[choice]
-    if choice != "default":
-        raise ValueError(f"weight_dtype {choice!r} is not one of default, {', '.join(WEIGHT_DTYPE_OPTIONS)}")
-    if mm.is_device_cpu(load_device):
-        dtype = file_dtype if file_dtype in SUPPORTED_DTYPES else torch.float32
-    else:
-        dtype = mm.unet_dtype(load_device, model_params=params, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=file_dtype)
-        if dtype not in SUPPORTED_DTYPES:  # e.g. an fp8 choice from a CLI flag: not supported yet
-            dtype = torch.bfloat16
-    if not mm.supports_cast(load_device, dtype):
-        dtype = torch.float32
-    return dtype
-
-
-def _check_keys(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise ``ModelLoadError`` naming missing / unexpected / mis-shaped keys."""
-    expected = module.state_dict(keep_vars=True)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(sd[k].shape)}, model {tuple(expected[k].shape)}"
-        for k in sorted(set(sd) & set(expected))
-        if tuple(sd[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or mismatched):
-        return
-
-    def listing(title, keys):
-        shown = ", ".join(keys[:12]) + (f", ... ({len(keys) - 12} more)" if len(keys) > 12 else "")
-        return f"{title} ({len(keys)}): {shown}"
-
-    parts = []
-    if missing:
-        parts.append(listing("missing keys", missing))
-    if unexpected:
-        parts.append(listing("unexpected keys", unexpected))
-    if mismatched:
-        parts.append(listing("shape mismatches", mismatched))
-    raise ModelLoadError(
-        f"{source}: the transformer weights do not match the transformer its header describes; "
-        + "; ".join(parts)
-    )
-
-
-def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device) -> LTX2Model:
-    """``LTX2Model`` on the meta device with ``comfy.ops`` layers for ``weight_dtype``."""
-    manual_cast = mm.unet_manual_cast(weight_dtype, load_device, SUPPORTED_DTYPES)
-    model_config = LTX2ModelConfig(config)
-    model_config.set_inference_dtype(weight_dtype, manual_cast)
-    return LTX2Model(model_config, device=torch.device("meta"))
-
-
-def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device, offload_device, source: str):
-    """Load ``state_dict`` strictly (``assign=True``) and wrap the model in a ``ModelPatcher``."""
-    diffusion = model.diffusion_model
-    _check_keys(diffusion, state_dict, source)
-    expected = diffusion.state_dict(keep_vars=True)
-    sd = {}
-    for k, v in state_dict.items():
-        if v.is_floating_point() and v.dtype != expected[k].dtype:
-            v = v.to(dtype=expected[k].dtype)
-        sd[k] = v.to(device=offload_device)
-    diffusion.load_state_dict(sd, strict=True, assign=True)
-    diffusion.requires_grad_(False)
-    left = [n for n, t in (*diffusion.named_parameters(), *diffusion.named_buffers()) if t.is_meta]
-    if left:
-        raise ModelLoadError(f"{source}: tensors left without weights after loading: {', '.join(left[:12])}")
-    model.device = offload_device
-    cast = model.manual_cast_dtype
-    log.info(
-        "OpenLTX: LTX-2 transformer loaded from %s (%s weights%s)",
-        source,
-        str(model.get_dtype()).removeprefix("torch."),
-        f", computed in {str(cast).removeprefix('torch.')}" if cast is not None else "",
-    )
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
-
-
-def build_ltx2_model(
-    config: TransformerConfig,
-    state_dict: Mapping[str, torch.Tensor],
-    *,
-    weight_dtype: torch.dtype,
-    load_device=None,
-    offload_device=None,
-    source: str = "checkpoint",
-) -> comfy.model_patcher.ModelPatcher:
-    """A ``ModelPatcher`` over ``LTX2Model`` holding ``state_dict`` (bare transformer keys).
-
-    The module is built on the meta device with ``comfy.ops`` layers and filled with
-    ``load_state_dict(strict=True, assign=True)``: no second copy of the weights, and any
-    missing / unexpected / mis-shaped key is an error that names it.
-    """
-    load_device = load_device if load_device is not None else mm.get_torch_device()
-    offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
-    model = _new_model(config, weight_dtype, load_device)
-    return _fill(model, state_dict, load_device, offload_device, source)
-
-
-def load_ltx2_model(path: str, weight_dtype: str = "default", *, load_device=None, offload_device=None):
-    """Read an LTX-2 checkpoint (single file or transformer-only) into a ComfyUI MODEL.
-
-    The header is checked first (family, version, config, every transformer key and shape
-    against the model the config describes); only then is tensor data read.
-
-    Args:
-        path: the ``.safetensors`` file.
-        weight_dtype: ``"default"``, ``"bf16"``, ``"fp16"`` or ``"fp32"`` (see
-            ``pick_weight_dtype``).
-    Raises:
-        ``CheckpointError`` (a ``ValueError``) for unusable files, headers, and weights that
-        do not fit the header's config; the message names the file and the keys.
-    """
-    load_device = load_device if load_device is not None else mm.get_torch_device()
-    offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
-    info = checkpoint.read_checkpoint(path)
-    config = checkpoint.transformer_config(info)
-    keys = info.components.get("transformer") or []
-    dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, keys), load_device, _numel(info, keys))
-    model = _new_model(config, dtype, load_device)
-    prefix = info.transformer_prefix
-    checkpoint.check_layout(
-        info.path,
-        "transformer",
-        {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()},
-        {k[len(prefix):]: tuple(info.shapes[k]) for k in keys},
-        prefix,
-    )
-    _, sd = checkpoint.load_transformer_state_dict(info, dtype=dtype, device=offload_device)
-    return _fill(model, sd, load_device, offload_device, str(path))
-
-
-def _numel(info, keys) -> int:
-    return sum(math.prod(info.shapes[k]) for k in keys)
-
-
-def _file_weight_dtype(info, keys) -> torch.dtype | None:
-    """The floating dtype most of ``keys`` are stored in (by element count), from the header."""
-    counts: dict[torch.dtype, int] = {}
-    for k in keys:
-        dtype = _SAFETENSORS_FLOATS.get(info.dtypes[k])
-        if dtype is not None:
-            counts[dtype] = counts.get(dtype, 0) + math.prod(info.shapes[k])
-    return max(counts, key=counts.get) if counts else None
-
-
-_SAFETENSORS_FLOATS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}

@@ -222,20 +222,25 @@ def load_tensors(
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     rename: Callable[[str], str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Read ``keys`` from ``path`` (memory-mapped; nothing else is read).
 
     Floating-point tensors are converted to ``dtype`` when given; integer / bool tensors keep
-    theirs.  ``rename`` maps a file key to the key of the returned dict.
+    theirs.  ``rename`` maps a file key to the key of the returned dict.  ``progress(done,
+    total)`` is called after each tensor (a 40 GB file takes a while; hosts show a bar).
     """
     out: dict[str, torch.Tensor] = {}
+    keys = list(keys)
     try:
         with _safe_open(path, device) as f:
-            for key in keys:
+            for i, key in enumerate(keys):
                 t = f.get_tensor(key)
                 if dtype is not None and t.is_floating_point() and t.dtype != dtype:
                     t = t.to(dtype)
                 out[rename(key) if rename else key] = t
+                if progress is not None:
+                    progress(i + 1, len(keys))
     except CheckpointError:
         raise
     except Exception as err:  # safetensors raises its own error types; give them a file name

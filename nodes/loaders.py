@@ -5,7 +5,7 @@ from __future__ import annotations
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_model
+from ..model_loaders import comfy_loading
 
 # Files from ComfyUI's "diffusion_models" folder whose name also exists in "checkpoints"
 # are listed with this prefix.
@@ -96,7 +96,7 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
     def execute(cls, ckpt_name, weight_dtype="default") -> io.NodeOutput:
         path = resolve_checkpoint(ckpt_name)
         try:
-            model = comfy_model.load_ltx2_model(path, weight_dtype)
+            model = comfy_loading.load_ltx2_model(path, weight_dtype)
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
         return io.NodeOutput(model)

@@ -22,6 +22,7 @@ from openltx.ltx2 import positions as P
 from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer
+from openltx.model_loaders import comfy_loading as loading
 from openltx.model_loaders import comfy_model as cm
 from openltx.model_loaders import tiny_layouts as T
 
@@ -41,7 +42,7 @@ class Setup:
 
     def __init__(self, version: str = "2.0") -> None:
         self.cfg, sd = tiny_transformer(version)
-        self.patcher = cm.build_ltx2_model(self.cfg, sd, weight_dtype=torch.float32)
+        self.patcher = loading.build_ltx2_model(self.cfg, sd, weight_dtype=torch.float32)
         self.ref = LTXAVTransformer(self.cfg)
         self.ref.load_state_dict(sd, strict=True)
         self.ref.eval()
@@ -256,7 +257,7 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys():
     broken["transformer_blocks.1.not_a_layer.weight"] = torch.zeros(3)
     broken["proj_out.bias"] = torch.zeros(7)
     with pytest.raises(cm.ModelLoadError) as err:
-        cm.build_ltx2_model(cfg, broken, weight_dtype=torch.float32, source="tiny.safetensors")
+        loading.build_ltx2_model(cfg, broken, weight_dtype=torch.float32, source="tiny.safetensors")
     msg = str(err.value)
     assert missing in msg and "transformer_blocks.1.not_a_layer.weight" in msg and "proj_out.bias" in msg
     assert "tiny.safetensors" in msg
@@ -264,7 +265,7 @@ def test_strict_load_names_missing_unexpected_and_misshaped_keys():
 
 def test_bf16_weights_are_cast_on_the_fly_on_cpu():
     cfg, sd = tiny_transformer()
-    patcher = cm.build_ltx2_model(cfg, sd, weight_dtype=torch.bfloat16)
+    patcher = loading.build_ltx2_model(cfg, sd, weight_dtype=torch.bfloat16)
     model = patcher.model
     assert model.get_dtype() == torch.bfloat16
     assert model.manual_cast_dtype == torch.float32  # CPU computes in fp32
@@ -277,12 +278,12 @@ def test_bf16_weights_are_cast_on_the_fly_on_cpu():
 
 def test_pick_weight_dtype_on_cpu():
     cpu = torch.device("cpu")
-    assert cm.pick_weight_dtype("default", torch.float32, cpu) == torch.float32
-    assert cm.pick_weight_dtype("default", torch.bfloat16, cpu) == torch.bfloat16
-    assert cm.pick_weight_dtype("default", None, cpu) == torch.float32
-    assert cm.pick_weight_dtype("fp16", torch.float32, cpu) == torch.float16
+    assert loading.pick_weight_dtype("default", torch.float32, cpu) == torch.float32
+    assert loading.pick_weight_dtype("default", torch.bfloat16, cpu) == torch.bfloat16
+    assert loading.pick_weight_dtype("default", None, cpu) == torch.float32
+    assert loading.pick_weight_dtype("fp16", torch.float32, cpu) == torch.float16
     with pytest.raises(ValueError, match="weight_dtype"):
-        cm.pick_weight_dtype("int4", torch.float32, cpu)
+        loading.pick_weight_dtype("int4", torch.float32, cpu)
 
 
 # --- from a checkpoint file ----------------------------------------------------------------
@@ -302,7 +303,7 @@ def tiny_checkpoint(repo_root, tmp_path_factory):
 def test_load_ltx2_model_from_file_matches_transformer(tiny_checkpoint):
     from openltx.model_loaders import checkpoint
 
-    patcher = cm.load_ltx2_model(str(tiny_checkpoint))
+    patcher = loading.load_ltx2_model(str(tiny_checkpoint))
     assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
     cfg, sd = checkpoint.load_transformer_state_dict(str(tiny_checkpoint), dtype=torch.float32)
     ref = LTXAVTransformer(cfg)
@@ -344,6 +345,6 @@ def test_load_ltx2_model_missing_key_is_named(tiny_checkpoint, tmp_path):
     broken = tmp_path / "broken.safetensors"
     save_file(tensors, str(broken), metadata=metadata)
     with pytest.raises(ValueError) as err:
-        cm.load_ltx2_model(str(broken))
+        loading.load_ltx2_model(str(broken))
     bare = gone.split("model.diffusion_model.", 1)[-1]
     assert bare in str(err.value)
