@@ -1,11 +1,27 @@
-"""The pack's V3 nodes.  Node classes only declare, validate and call down (no math here)."""
+"""The pack's V3 nodes.  Node classes only declare, validate and call down (no math here).
 
-from .latents import OpenLTXEmptyLatent
-from .loaders import OpenLTXCheckpointLoader
+Each module below lists its node classes in a module-level ``NODES``; the pack registers them
+in this order.  A module named here that is not present yet (a feature still being built) is
+skipped; a module that is present but fails to import raises, so ComfyUI reports the error.
+"""
 
-NODE_LIST = [
-    OpenLTXCheckpointLoader,
-    OpenLTXEmptyLatent,
-]
+import importlib
+import importlib.util
 
-__all__ = ["NODE_LIST", "OpenLTXCheckpointLoader", "OpenLTXEmptyLatent"]
+# Menu order: loaders, text, latents, conditioning, sampling, decode, video.
+NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "decode", "audio", "video")
+
+
+def _collect() -> list:
+    nodes = []
+    for name in NODE_MODULES:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            continue
+        module = importlib.import_module(f"{__name__}.{name}")
+        nodes.extend(module.NODES)
+    return nodes
+
+
+NODE_LIST = _collect()
+
+__all__ = ["NODE_LIST", "NODE_MODULES"]

@@ -106,3 +106,4 @@ class OpenLTXEmptyLatent(io.ComfyNode):
         if errors:
             raise ValueError("LTX-2 Empty Latent: " + "; ".join(errors))
         return io.NodeOutput(comfy_model.empty_latent(width, height, frames, fps, batch_size))
+NODES = [OpenLTXEmptyLatent]

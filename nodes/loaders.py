@@ -100,3 +100,4 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
         return io.NodeOutput(model)
+NODES = [OpenLTXCheckpointLoader]
