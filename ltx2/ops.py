@@ -18,6 +18,7 @@ class TorchOps:
     Conv2d = torch.nn.Conv2d
     Conv3d = torch.nn.Conv3d
     ConvTranspose1d = torch.nn.ConvTranspose1d
+    ConvTranspose2d = torch.nn.ConvTranspose2d
     LayerNorm = torch.nn.LayerNorm
     RMSNorm = torch.nn.RMSNorm
     GroupNorm = torch.nn.GroupNorm
