@@ -291,6 +291,35 @@ def video_vae_layout(
     return out
 
 
+def official_vae_config(version: str) -> dict:
+    """``config.vae`` of the official files (2.0: LTX2_SPEC section 3; 2.3: published ports)."""
+    if version == "2.0":
+        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 6),
+               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 2), ("res_x", 2)]  # fmt: skip
+        dec = [("res_x", 5), ("compress_all", 2), ("res_x", 5), ("compress_all", 2), ("res_x", 5),
+               ("compress_all", 2), ("res_x", 5)]  # fmt: skip
+    else:
+        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
+               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]  # fmt: skip
+        dec = [("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
+               ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]  # fmt: skip
+
+    def blocks(items, residual=False):
+        out = []
+        for name, n in items:
+            if name == "res_x":
+                out.append([name, {"num_layers": n}])
+            else:
+                out.append([name, {"multiplier": n, **({"residual": True} if residual else {})}])
+        return out
+
+    return {
+        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
+        "norm_layer": "pixel_norm", "latent_log_var": "uniform", "timestep_conditioning": False,
+        "decoder_base_channels": 128, "encoder_blocks": blocks(enc), "decoder_blocks": blocks(dec, version == "2.0"),
+    }  # fmt: skip
+
+
 # ------------------------------------------------------------------------------ audio VAE
 def _audio_norm(prefix: str, channels: int, norm: str) -> Layout:
     return {f"{prefix}.weight": (channels,), f"{prefix}.bias": (channels,)} if norm == "group" else {}

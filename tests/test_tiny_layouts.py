@@ -255,33 +255,7 @@ def test_tiny_vaes_run_in_ltx_core_at_the_real_latent_widths(ltx, version):
 
 
 # ------------------------------------------------------------------------------ full size
-def official_vae_config(version: str) -> dict:
-    """``config.vae`` of the official files (2.0: LTX2_SPEC section 3; 2.3: published ports)."""
-    if version == "2.0":
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 6),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 2), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 5), ("compress_all", 2), ("res_x", 5), ("compress_all", 2), ("res_x", 5),
-               ("compress_all", 2), ("res_x", 5)]  # fmt: skip
-    else:
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
-               ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]  # fmt: skip
-
-    def blocks(items, residual=False):
-        out = []
-        for name, n in items:
-            if name == "res_x":
-                out.append([name, {"num_layers": n}])
-            else:
-                out.append([name, {"multiplier": n, **({"residual": True} if residual else {})}])
-        return out
-
-    return {
-        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
-        "norm_layer": "pixel_norm", "latent_log_var": "uniform", "timestep_conditioning": False,
-        "decoder_base_channels": 128, "encoder_blocks": blocks(enc), "decoder_blocks": blocks(dec, version == "2.0"),
-    }  # fmt: skip
+official_vae_config = L.official_vae_config  # lives in model_loaders/layouts.py (benchmarks use it)
 
 
 def official_config(version: str) -> dict:
