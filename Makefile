@@ -38,6 +38,11 @@ STAMP_TORCH := $(VENV)/.stamp-torch
 STAMP_REQS := $(VENV)/.stamp-requirements
 STAMP_LTX := $(VENV)/.stamp-ltx-core
 STAMP_HOST_REQS := $(VENV)/.stamp-comfyui-requirements
+# A second transformers (5.x) in its own folder: tests run the pack's Gemma loader under it
+# in a subprocess (PYTHONPATH), since the venv itself keeps 4.x for ltx-core's Gemma builder.
+TRANSFORMERS5_DIR := $(VENV)/transformers5
+TRANSFORMERS5_SPECS := transformers==5.24.0 huggingface_hub==2.4.0 tokenizers==0.23.3
+STAMP_TF5 := $(VENV)/.stamp-transformers5
 HOST_REQS_FILTERED := $(VENV)/comfyui-requirements.txt
 
 .PHONY: help setup test test-fast clean clean-host distclean
@@ -49,7 +54,7 @@ help:
 	@echo "make clean      remove caches and test output"
 	@echo "make distclean  also remove .venv/ and .comfyui/"
 
-setup: $(STAMP_TORCH) $(STAMP_REQS) $(STAMP_HOST_REQS) $(STAMP_LTX)
+setup: $(STAMP_TORCH) $(STAMP_REQS) $(STAMP_HOST_REQS) $(STAMP_LTX) $(STAMP_TF5)
 	@echo "setup: ok (python: $(VPY), ComfyUI host: $(COMFY_DIR))"
 
 test: setup
@@ -84,6 +89,11 @@ $(STAMP_REQS): requirements.txt requirements-test.txt $(STAMP_TORCH)
 $(STAMP_LTX): $(STAMP_HOST_REQS)
 	$(PIP) install --no-deps "$(LTX_CORE_SPEC)"
 	$(VPY) -c "import ltx_core.model.transformer"
+	@touch $@
+
+$(STAMP_TF5): $(STAMP_VENV) Makefile
+	rm -rf $(TRANSFORMERS5_DIR)
+	$(PIP) install --no-deps --target $(TRANSFORMERS5_DIR) $(TRANSFORMERS5_SPECS)
 	@touch $@
 
 # --- the ComfyUI host --------------------------------------------------------
