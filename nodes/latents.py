@@ -1,10 +1,11 @@
-"""Latent nodes: the empty joint video+audio latent."""
+"""Latent nodes: the empty joint video+audio latent; the latent upscaler."""
 
 from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_model
+from ..model_loaders import comfy_aux, comfy_model
+from .loaders import UpscalerType, VideoVAEType
 
 SIZE_STEP = comfy_model.VIDEO_SPACE_STRIDE  # 32 px per latent cell
 FRAME_STEP = comfy_model.VIDEO_TIME_STRIDE  # 8 frames per latent frame, plus the first
@@ -106,4 +107,58 @@ class OpenLTXEmptyLatent(io.ComfyNode):
         if errors:
             raise ValueError("LTX-2 Empty Latent: " + "; ".join(errors))
         return io.NodeOutput(comfy_model.empty_latent(width, height, frames, fps, batch_size))
-NODES = [OpenLTXEmptyLatent]
+
+
+class OpenLTXLatentUpscale(io.ComfyNode):
+    """LATENT -> LATENT with the video stream upscaled (audio unchanged)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OpenLTXLatentUpscale",
+            display_name="LTX-2 Latent Upscale",
+            category="OpenLTX/latent",
+            description=(
+                "Upscales the video stream of an LTX-2 latent with a latent upscaler (spatial x2 / x1.5: width and "
+                "height; temporal x2: F' latent frames -> 2F'-1, i.e. twice the frame rate for the same duration). "
+                "The audio stream passes through unchanged. Used between the two stages of two-stage workflows; "
+                "re-noise and sample the result again to add detail."
+            ),
+            inputs=[
+                io.Latent.Input("latent", tooltip="An LTX-2 latent (nested video+audio, or video only)."),
+                UpscalerType.Input("upscaler", tooltip="The latent upscaler from LTX-2 Latent Upscaler Loader."),
+                VideoVAEType.Input(
+                    "video_vae",
+                    tooltip="The video VAE of the same model: the upscaler works on un-normalised latents, and the "
+                    "VAE holds the statistics to un-normalise and re-normalise them.",
+                ),
+            ],
+            outputs=[
+                io.Latent.Output(
+                    tooltip="The latent with its video stream upscaled; frame_rate doubles for a temporal upscaler."
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, latent, upscaler, video_vae) -> io.NodeOutput:
+        node = "LTX-2 Latent Upscale"
+        up = comfy_aux.require(upscaler, "upscaler", node, "OPENLTX_UPSCALER")
+        vae = comfy_aux.require(video_vae, "video VAE", node, "OPENLTX_VAE")
+        video, audio = comfy_aux.split_latent(latent, node)
+        if video is None:
+            raise ValueError(
+                f"{node}: the latent has no video stream (only audio {tuple(audio.shape)}); nothing to upscale"
+            )
+        try:
+            out = comfy_aux.upscale_video(up, vae, video)
+        except ValueError as err:
+            raise ValueError(f"{node}: {err}") from err
+        extra = {}
+        time_factor = up.module.config.scale[0]
+        if time_factor != 1.0 and "frame_rate" in latent:
+            extra["frame_rate"] = float(latent["frame_rate"]) * time_factor
+        return io.NodeOutput(comfy_aux.join_latent(latent, out, audio, **extra))
+
+
+NODES = [OpenLTXEmptyLatent, OpenLTXLatentUpscale]

@@ -1,11 +1,19 @@
-"""Loader nodes: the LTX-2 checkpoint -> MODEL."""
+"""Loader nodes: the LTX-2 checkpoint -> MODEL; VAE file -> video / audio VAE; latent upscaler."""
 
 from __future__ import annotations
+
+import os
 
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_loading
+from ..model_loaders import comfy_aux, comfy_loading
+
+# The pack's own types (nothing in core fits): values are ``comfy_aux.AuxModel`` objects.
+VideoVAEType = io.Custom("OPENLTX_VAE")
+AudioVAEType = io.Custom("OPENLTX_AUDIO_VAE")
+UpscalerType = io.Custom("OPENLTX_UPSCALER")
+VAE_DTYPES = ["default", "bf16", "fp16", "fp32"]
 
 # Files from ComfyUI's "diffusion_models" folder whose name also exists in "checkpoints"
 # are listed with this prefix.
@@ -100,4 +108,155 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
         return io.NodeOutput(model)
-NODES = [OpenLTXCheckpointLoader]
+
+
+# ------------------------------------------------------------------------------ VAE + upscaler
+VAE_PREFIX = "vae/"
+UPSCALER_FOLDERS = ("latent_upscale_models", "upscale_models")
+
+
+def _ensure_folder(name: str) -> None:
+    """Register a model folder the host lacks (latent_upscale_models is newer than some hosts)."""
+    if name not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
+        folder_paths.folder_names_and_paths[name] = (
+            folder_paths.folder_names_and_paths[name][0], set(folder_paths.supported_pt_extensions)
+        )
+
+
+def _merged_options(folders: tuple[str, ...], prefixes: tuple[str, ...]) -> list[str]:
+    """Safetensors files of several folders; a later folder's name that is already listed
+    gets that folder's prefix."""
+    options, seen = [], set()
+    for folder, prefix in zip(folders, prefixes):
+        for name in _files(folder):
+            shown = name if name not in seen else prefix + name
+            if shown not in seen:
+                options.append(shown)
+                seen.add(shown)
+    return options
+
+
+def _resolve(name: str, folders: tuple[str, ...], prefixes: tuple[str, ...], node: str) -> str:
+    candidates = []
+    for folder, prefix in zip(folders, prefixes):
+        if prefix and name.startswith(prefix):
+            candidates.insert(0, (folder, name[len(prefix):]))
+        candidates.append((folder, name))
+    for folder, filename in candidates:
+        try:
+            path = folder_paths.get_full_path(folder, filename)
+        except KeyError:
+            path = None
+        if path is not None:
+            return path
+    raise FileNotFoundError(f"{node}: {name!r} is in none of the folders {', '.join(folders)}")
+
+
+def vae_options() -> list[str]:
+    return _merged_options(("checkpoints", "vae"), ("", VAE_PREFIX))
+
+
+def upscaler_options() -> list[str]:
+    _ensure_folder("latent_upscale_models")
+    return _merged_options(UPSCALER_FOLDERS, ("", "upscale_models/"))
+
+
+class OpenLTXVAELoader(io.ComfyNode):
+    """An LTX-2 file -> the video VAE and the audio VAE + vocoder."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OpenLTXVAELoader",
+            display_name="LTX-2 VAE Loader",
+            category="OpenLTX/loaders",
+            description=(
+                "Loads LTX-2's video VAE and its audio VAE + vocoder from the single-file checkpoint "
+                "(models/checkpoints) or from a standalone LTX-2 VAE file (models/vae). The decode, encode, "
+                "upscale and save-video nodes take them."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "vae_name",
+                    options=vae_options(),
+                    tooltip="The LTX-2 checkpoint (holds every VAE) or a standalone LTX-2 VAE file; names "
+                    f"prefixed '{VAE_PREFIX}' come from models/vae when both folders hold a file of that name.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=VAE_DTYPES,
+                    default="default",
+                    tooltip="Precision of the VAE weights and computation. default: bf16 on GPUs that support it, "
+                    "fp32 on a CPU. fp32 is the most exact and needs twice the memory.",
+                ),
+            ],
+            outputs=[
+                VideoVAEType.Output(
+                    "video_vae", display_name="video_vae",
+                    tooltip="The LTX-2 video VAE (pixels <-> 128-channel video latents).",
+                ),
+                AudioVAEType.Output(
+                    "audio_vae", display_name="audio_vae",
+                    tooltip="The LTX-2 audio VAE and vocoder (sound <-> 8x16 audio latents). Using it raises an "
+                    "error if the file holds no audio parts.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, vae_name, dtype="default") -> io.NodeOutput:
+        path = _resolve(vae_name, ("checkpoints", "vae"), ("", VAE_PREFIX), "LTX-2 VAE Loader")
+        try:
+            video, audio = comfy_aux.load_vae_file(path, dtype)
+        except (ValueError, OSError) as err:
+            raise RuntimeError(f"LTX-2 VAE Loader: cannot load {vae_name!r}: {err}") from err
+        return io.NodeOutput(video, audio)
+
+
+class OpenLTXUpscalerLoader(io.ComfyNode):
+    """An LTX-2 latent upscaler file -> OPENLTX_UPSCALER."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OpenLTXUpscalerLoader",
+            display_name="LTX-2 Latent Upscaler Loader",
+            category="OpenLTX/loaders",
+            description=(
+                "Loads an LTX-2 latent upscaler (spatial x2 / x1.5 or temporal x2) from models/latent_upscale_models "
+                "(or models/upscale_models), for the LTX-2 Latent Upscale node of two-stage workflows."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "upscaler_name",
+                    options=upscaler_options(),
+                    tooltip="e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors; its network config is read from the "
+                    "file's header.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=VAE_DTYPES,
+                    default="default",
+                    tooltip="Precision of the upscaler. default: bf16 on GPUs that support it, fp32 on a CPU.",
+                ),
+            ],
+            outputs=[
+                UpscalerType.Output(
+                    tooltip="The latent upscaler; it works on video latents of the VAE it was trained with.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, upscaler_name, dtype="default") -> io.NodeOutput:
+        _ensure_folder("latent_upscale_models")
+        path = _resolve(upscaler_name, UPSCALER_FOLDERS, ("", "upscale_models/"), "LTX-2 Latent Upscaler Loader")
+        try:
+            up = comfy_aux.load_upscaler_file(path, dtype)
+        except (ValueError, OSError) as err:
+            raise RuntimeError(f"LTX-2 Latent Upscaler Loader: cannot load {upscaler_name!r}: {err}") from err
+        return io.NodeOutput(up)
+
+
+NODES = [OpenLTXCheckpointLoader, OpenLTXVAELoader, OpenLTXUpscalerLoader]
