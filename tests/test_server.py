@@ -19,7 +19,19 @@ pytestmark = pytest.mark.server
 # node id -> inputs it must declare (the nodes' public contract; ids never change).
 EXPECTED_NODES = {
     "OpenLTXCheckpointLoader": ("ckpt_name", "weight_dtype"),
+    "OpenLTXVAELoader": ("vae_name", "dtype"),
+    "OpenLTXUpscalerLoader": ("upscaler_name", "dtype"),
+    "OpenLTXTextEncoderLoader": ("text_encoder", "ltx_checkpoint", "device", "dtype"),
+    "OpenLTXTextEncode": ("text_encoder", "prompt", "frame_rate"),
+    "OpenLTXSaveConditioning": ("conditioning", "filename_prefix"),
+    "OpenLTXLoadConditioning": ("conditioning_file",),
     "OpenLTXEmptyLatent": ("width", "height", "frames", "fps", "batch_size"),
+    "OpenLTXLatentUpscale": ("latent", "upscaler", "video_vae"),
+    "OpenLTXDecode": ("latent", "video_vae", "audio_vae", "tiling"),
+    "OpenLTXEncodeImage": ("image", "video_vae", "crf"),
+    "OpenLTXEncodeAudio": ("audio", "audio_vae"),
+    "OpenLTXLoadAudio": ("audio",),
+    "OpenLTXSaveVideo": ("latent", "video_vae", "audio_vae", "fps", "filename_prefix"),
 }
 
 
@@ -78,6 +90,14 @@ def test_server_log_has_no_pack_import_failure(comfy_server):
 def test_object_info_lists_the_pack_nodes(object_info):
     missing = [node for node in EXPECTED_NODES if node not in object_info]
     assert not missing, f"nodes missing from /object_info: {missing}"
+
+
+def test_every_pack_node_is_known_and_has_a_help_page(object_info, repo_root):
+    ours = sorted(k for k in object_info if k.startswith("OpenLTX"))
+    unknown = [k for k in ours if k not in EXPECTED_NODES]
+    assert not unknown, f"nodes without an entry in EXPECTED_NODES (add their contract): {unknown}"
+    no_page = [k for k in ours if not (repo_root / "web" / "docs" / f"{k}.md").is_file()]
+    assert not no_page, f"nodes without a web/docs help page: {no_page}"
 
 
 @pytest.mark.parametrize("node_id", sorted(EXPECTED_NODES))
