@@ -73,15 +73,34 @@ def describe(info) -> dict:
     return out
 
 
+def _builders() -> dict:
+    """Component name -> strict builder taking the CheckpointInfo."""
+    from model_loaders.audio_loading import load_audio_vae, load_vocoder
+    from model_loaders.text_loading import load_text_projector
+    from model_loaders.video_vae_loading import load_video_vae
+
+    return {
+        "transformer": build_transformer,
+        "video_vae": load_video_vae,
+        "audio_vae": load_audio_vae,
+        "vocoder": load_vocoder,
+        # the projection and both connectors load together, as one text projector
+        "text_projection": load_text_projector,
+        "text_connectors": load_text_projector,
+    }
+
+
 def load_components(info) -> tuple[dict, bool]:
-    """Build what OpenLTX supports; ("ok" | error text | "not supported yet") per component."""
+    """Build every component strictly; ("ok" | error text | "not supported yet") per component."""
     report, ok = {}, True
+    builders = _builders()
     for name in info.components:
-        if name != "transformer":
+        build = builders.get(name)
+        if build is None:
             report[name] = "not supported yet"
             continue
         try:
-            build_transformer(info)
+            build(info)
             report[name] = "ok"
         except Exception as err:  # report anything, a broken load must not hide the others
             report[name] = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
