@@ -77,7 +77,7 @@ import comfy.supported_models_base
 
 from ..ltx2 import positions as P
 from ..ltx2.config import TransformerConfig
-from ..ltx2.inputs import StreamInput
+from ..ltx2.inputs import Perturbations, StreamInput
 from ..ltx2.transformer import LTXAVTransformer
 from .safetensors_file import CheckpointError
 
@@ -330,7 +330,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 context=audio_context,
                 context_mask=context_mask,
             )
-        out_v, out_a = super().forward(video_in, audio_in, block_callback=_interruption_point)
+        perturbations = _perturbations(transformer_options, batch)
+        out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point)
         results = {}
         if video is not None:
             results["video"] = P.unpatchify_video(out_v, *video.shape[2:])
@@ -353,6 +354,30 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 f"the audio latent has {audio.shape[1]} x {audio.shape[3]} features per step, this LTX-2 model "
                 f"expects {cfg.audio_in_channels}: use a latent made for LTX-2 (e.g. LTX-2 Empty Latent)"
             )
+
+
+PERTURBATIONS_KEY = "openltx_perturbations"
+
+
+def _perturbations(transformer_options: Mapping[str, Any], batch: int) -> Perturbations | None:
+    """STG / modality-isolation skips a guider put in ``transformer_options``.
+
+    ``transformer_options["openltx_perturbations"]`` is a ``ltx2.inputs.Perturbations`` with one
+    entry per batch item of this model call (a guider that batches cond / uncond / perturbed
+    passes builds it in that order), or one whose single entry applies to every item.
+    """
+    value = transformer_options.get(PERTURBATIONS_KEY) if transformer_options else None
+    if value is None:
+        return None
+    if not isinstance(value, Perturbations):
+        raise TypeError(f"transformer_options[{PERTURBATIONS_KEY!r}] must be an ltx2.inputs.Perturbations")
+    if len(value.per_sample) == batch:
+        return value
+    if len(value.per_sample) == 1:
+        return Perturbations(value.per_sample * batch)
+    raise ValueError(
+        f"transformer_options[{PERTURBATIONS_KEY!r}] covers {len(value.per_sample)} batch items, the model call has {batch}"
+    )
 
 
 def _interruption_point(_block: int) -> None:
