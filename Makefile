@@ -41,6 +41,8 @@ STAMP_HOST_REQS := $(VENV)/.stamp-comfyui-requirements
 # A second transformers (5.x) in its own folder: tests run the pack's Gemma loader under it
 # in a subprocess (PYTHONPATH), since the venv itself keeps 4.x for ltx-core's Gemma builder.
 TRANSFORMERS5_DIR := $(VENV)/transformers5
+# Installed WITH their dependencies: huggingface_hub 2.x needs httpx2, click, ... that the
+# 4.x stack in the venv does not have (a fresh clone showed it).
 TRANSFORMERS5_SPECS := transformers==5.24.0 huggingface_hub==2.4.0 tokenizers==0.23.3
 STAMP_TF5 := $(VENV)/.stamp-transformers5
 HOST_REQS_FILTERED := $(VENV)/comfyui-requirements.txt
@@ -93,7 +95,7 @@ $(STAMP_LTX): $(STAMP_HOST_REQS)
 
 $(STAMP_TF5): $(STAMP_VENV) Makefile
 	rm -rf $(TRANSFORMERS5_DIR)
-	$(PIP) install --no-deps --target $(TRANSFORMERS5_DIR) $(TRANSFORMERS5_SPECS)
+	$(PIP) install --target $(TRANSFORMERS5_DIR) $(TRANSFORMERS5_SPECS)
 	@touch $@
 
 # --- the ComfyUI host --------------------------------------------------------
