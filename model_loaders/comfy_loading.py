@@ -22,6 +22,9 @@ import comfy.utils
 from ..ltx2.config import TransformerConfig
 from . import checkpoint
 from .comfy_model import SUPPORTED_DTYPES, WEIGHT_DTYPE_OPTIONS, LTX2Model, LTX2ModelConfig, ModelLoadError
+from .quant import formats as qformats
+from .quant.ops import quantized_operations
+from ..ltx2.config import ConfigError
 
 log = logging.getLogger(__name__)
 def pick_weight_dtype(choice: str, file_dtype: torch.dtype | None, load_device, params: int = 0) -> torch.dtype:
@@ -76,25 +79,48 @@ def _check_keys(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source:
     )
 
 
-def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device) -> LTX2Model:
-    """``LTX2Model`` on the meta device with ``comfy.ops`` layers for ``weight_dtype``."""
+def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device, gguf_layers=None, quantized=False) -> LTX2Model:
+    """``LTX2Model`` on the meta device with ``comfy.ops`` layers for ``weight_dtype``.
+
+    ``quantized``: build Linears that take fp8 / int8 / GGUF weights (``quant.ops``);
+    ``gguf_layers`` maps bare layer names to (ggml type, (out, in)).
+    """
     manual_cast = mm.unet_manual_cast(weight_dtype, load_device, SUPPORTED_DTYPES)
     model_config = LTX2ModelConfig(config)
     model_config.set_inference_dtype(weight_dtype, manual_cast)
+    if quantized or gguf_layers:
+        import comfy.ops
+
+        base = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device)
+        model_config.custom_operations = quantized_operations(base, gguf_layers=gguf_layers, dense_dtype=weight_dtype)
     return LTX2Model(model_config, device=torch.device("meta"))
 
 
-def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device, offload_device, source: str):
-    """Load ``state_dict`` strictly (``assign=True``) and wrap the model in a ``ModelPatcher``."""
+_QUANT_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2, torch.int8, torch.uint8)
+
+
+def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device, offload_device, source: str, checked=False):
+    """Load ``state_dict`` strictly (``assign=True``) and wrap the model in a ``ModelPatcher``.
+
+    ``checked``: the keys were already checked format-aware (``quant.formats.check_keys``);
+    quantized tensors and their scales keep their dtypes.
+    """
     diffusion = model.diffusion_model
-    _check_keys(diffusion, state_dict, source)
+    if not checked:
+        _check_keys(diffusion, state_dict, source)
     expected = diffusion.state_dict(keep_vars=True)
     sd = {}
     for k, v in state_dict.items():
-        if v.is_floating_point() and v.dtype != expected[k].dtype:
+        if k in expected and v.is_floating_point() and v.dtype not in _QUANT_DTYPES and v.dtype != expected[k].dtype:
             v = v.to(dtype=expected[k].dtype)
         sd[k] = v.to(device=offload_device)
-    diffusion.load_state_dict(sd, strict=True, assign=True)
+    errors = []
+    try:
+        diffusion.load_state_dict(sd, strict=True, assign=True)
+    except RuntimeError as err:
+        errors.append(str(err))
+    if errors:
+        raise ModelLoadError(f"{source}: {errors[0]}")
     diffusion.requires_grad_(False)
     left = [n for n, t in (*diffusion.named_parameters(), *diffusion.named_buffers()) if t.is_meta]
     if left:
@@ -131,7 +157,7 @@ def build_ltx2_model(
     return _fill(model, state_dict, load_device, offload_device, source)
 
 
-def load_ltx2_model(path: str, weight_dtype: str = "default", *, load_device=None, offload_device=None):
+def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str = "none", load_device=None, offload_device=None):
     """Read an LTX-2 checkpoint (single file or transformer-only) into a ComfyUI MODEL.
 
     The header is checked first (family, version, config, every transformer key and shape
@@ -140,16 +166,30 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, load_device=Non
     Args:
         path: the ``.safetensors`` file.
         weight_dtype: ``"default"``, ``"bf16"``, ``"fp16"`` or ``"fp32"`` (see
-            ``pick_weight_dtype``).
+            ``pick_weight_dtype``); for quantized files the precision of the layers the file
+            keeps in high precision.
+        quantize: ``"none"``, ``"fp8 (per-tensor scaled)"`` / ``"fp8"`` or ``"int8 (per-channel)"``
+            / ``"int8"``: quantize a bf16/fp16/fp32 file's Linears as they load (the official fp8
+            recipe's layers stay high precision).  Ignored (with a log line) for files that are
+            already quantized.
+    The weight format (dense, official fp8, ComfyUI scaled fp8 / comfy_quant, GGUF) is
+    detected from the file.
     Raises:
         ``CheckpointError`` (a ``ValueError``) for unusable files, headers, and weights that
         do not fit the header's config; the message names the file and the keys.
     """
     load_device = load_device if load_device is not None else mm.get_torch_device()
     offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
+    kind = _quantize_kind(quantize)
+    if qformats.is_gguf(path):
+        _ignore_quantize(kind, path, "GGUF")
+        return _load_gguf(path, weight_dtype, load_device, offload_device)
     info = checkpoint.read_checkpoint(path)
     config = checkpoint.transformer_config(info)
     keys = info.components.get("transformer") or []
+    fmt = qformats.detect_format(path, keys, info.dtypes, info.metadata)
+    if fmt != "dense" or kind is not None:
+        return _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, offload_device)
     dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, keys), load_device, _numel(info, keys))
     model = _new_model(config, dtype, load_device)
     prefix = info.transformer_prefix
@@ -182,3 +222,83 @@ def _file_weight_dtype(info, keys) -> torch.dtype | None:
 
 
 _SAFETENSORS_FLOATS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+# ------------------------------------------------------------------------------ quantized formats
+def _quantize_kind(quantize: str) -> str | None:
+    if quantize in qformats.QUANTIZE_OPTIONS:
+        return qformats.QUANTIZE_OPTIONS[quantize]
+    if quantize in ("fp8", "int8"):
+        return quantize
+    raise ValueError(f"quantize {quantize!r} is not one of {', '.join(qformats.QUANTIZE_OPTIONS)}")
+
+
+def _ignore_quantize(kind, path, fmt) -> None:
+    if kind is not None:
+        log.warning("OpenLTX: %s is already quantized (%s); the quantize option %r is ignored", path, fmt, kind)
+
+
+def _linear_layers(model: LTX2Model) -> set[str]:
+    return {n for n, m in model.diffusion_model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, offload_device):
+    """fp8 / ComfyUI fp8 files, or a dense file quantized on load."""
+    path, prefix = info.path, info.transformer_prefix
+    if fmt != "dense":
+        _ignore_quantize(kind, path, fmt)
+        kind = None
+    dense_keys = [k for k in keys if not info.dtypes[k].startswith("F8") and not k.endswith(("_scale", "scale_weight", "scale_input"))]
+    dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, dense_keys) or torch.bfloat16, load_device, _numel(info, keys))
+    model = _new_model(config, dtype, load_device, quantized=True)
+    if fmt == "comfy_quant":
+        from .safetensors_file import load_tensors
+
+        markers = load_tensors(path, [k for k in keys if k.endswith(".comfy_quant")])
+        qformats.comfy_quant_layers(path, info.metadata, markers, prefix)
+    file_shapes, quantized = {}, []
+    for k in keys:
+        canon = qformats.normalise_key(k[len(prefix):], fmt)
+        if canon is None:
+            continue
+        file_shapes[canon] = tuple(info.shapes[k])
+        if info.dtypes[k].startswith("F8") or (info.dtypes[k] == "I8" and canon.endswith(".weight")):
+            quantized.append(canon)
+    model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
+    qformats.check_keys(path, model_shapes, file_shapes, quantized)
+    layers = qformats.quantize_plan(_linear_layers(model)) if kind else ()
+    bar = comfy.utils.ProgressBar(max(1, len(keys)))
+    sd = qformats.read_safetensors_transformer(
+        path, keys, prefix, fmt, dtype, device=offload_device, quantize=kind, quantize_layers=layers,
+        progress=lambda done, total: bar.update_absolute(done, total),
+    )
+    log.info("OpenLTX: weight format %s%s", fmt, f", quantized on load to {kind}" if kind else "")
+    return _fill(model, sd, load_device, offload_device, str(path), checked=True)
+
+
+def _load_gguf(path, weight_dtype, load_device, offload_device):
+    """A GGUF transformer: quantized Linears keep their bytes; the rest is dequantized once."""
+    from .quant import gguf_format
+
+    g = gguf_format.read_gguf(path)
+    try:
+        config = TransformerConfig.from_header(g.config["transformer"], source=str(path))
+    except ConfigError as err:
+        raise checkpoint.CheckpointError(str(err)) from None
+    numel = sum(math.prod(t.shape) for t in g.tensors.values())
+    dtype = pick_weight_dtype(weight_dtype, torch.bfloat16, load_device, numel)
+    probe = _new_model(config, dtype, load_device, quantized=True)
+    linears = _linear_layers(probe)
+    table = {
+        name[: -len(".weight")]: (t.qtype, t.shape)
+        for name, t in g.tensors.items()
+        if t.quantized and name.endswith(".weight") and name[: -len(".weight")] in linears
+    }
+    model = _new_model(config, dtype, load_device, gguf_layers=table)
+    model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
+    qformats.check_keys(path, model_shapes, {k: t.shape for k, t in g.tensors.items()}, (), what="GGUF transformer")
+    sd = {}
+    for name, t in g.tensors.items():
+        sd[name] = t.raw if name[: -len(".weight")] in table and name.endswith(".weight") else t.dequantize().to(dtype)
+    log.info("OpenLTX: GGUF (%s) with %d quantized Linears", g.arch, len(table))
+    return _fill(model, sd, load_device, offload_device, str(path), checked=True)

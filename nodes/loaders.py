@@ -20,6 +20,7 @@ VAE_DTYPES = ["default", "bf16", "fp16", "fp32"]
 DIFFUSION_MODELS_PREFIX = "diffusion_models/"
 EXTENSIONS = (".safetensors", ".sft")
 WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp32"]
+QUANTIZE_OPTIONS = ["none", "fp8 (per-tensor scaled)", "int8 (per-channel)"]
 
 
 def _files(folder: str) -> list[str]:
@@ -91,6 +92,16 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
                     "bf16 on a GPU that supports it. bf16/fp16/fp32 force that precision (fp32 needs twice "
                     "the memory of bf16).",
                 ),
+                io.Combo.Input(
+                    "quantize",
+                    options=QUANTIZE_OPTIONS,
+                    default="none",
+                    tooltip="Quantize a bf16/fp16/fp32 file's transformer Linears while loading (the official fp8 "
+                    "recipe's embedding, adaLN, projection layers and blocks 0 and 43-47 stay in weight_dtype). "
+                    "fp8: e4m3 with one scale per weight, half the memory of bf16, FP8 matmuls on RTX 40xx / "
+                    "H100 and newer. int8: one scale per output channel. Files that are already fp8 or GGUF "
+                    "(detected automatically) ignore this option.",
+                ),
             ],
             outputs=[
                 io.Model.Output(
@@ -101,10 +112,10 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, ckpt_name, weight_dtype="default") -> io.NodeOutput:
+    def execute(cls, ckpt_name, weight_dtype="default", quantize="none") -> io.NodeOutput:
         path = resolve_checkpoint(ckpt_name)
         try:
-            model = comfy_loading.load_ltx2_model(path, weight_dtype)
+            model = comfy_loading.load_ltx2_model(path, weight_dtype, quantize=quantize)
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
         return io.NodeOutput(model)

@@ -1,0 +1,201 @@
+"""The ``operations`` namespace for quantized LTX-2 transformers.
+
+``quantized_operations(base, gguf_layers=..., dense_dtype=...)`` returns a subclass of a
+``comfy.ops`` namespace (``manual_cast`` / ``disable_weight_init``) whose ``Linear`` holds
+its weight in whatever form the file gives and dequantizes it per call, on the input's device:
+
+=========  ===========================================  ==========================================
+weight     extra tensors                                 dequantized weight ``[out, in]``
+=========  ===========================================  ==========================================
+fp8 e4m3   ``weight_scale`` () [+ ``input_scale`` ()]    ``W_fp8 * weight_scale``; on CUDA >= 8.9 an
+                                                         FP8 x FP8 ``torch._scaled_mm`` instead
+int8       ``weight_scale`` (out,)                       ``q * weight_scale[:, None]``
+uint8      (GGUF bytes ``(out, row_bytes)``)             torch block dequantizer (``gguf_dequant``)
+float      —                                             the weight itself (plain comfy behaviour)
+=========  ===========================================  ==========================================
+
+LoRA (ComfyUI's ModelPatcher): ``convert_weight`` turns the stored weight (or ComfyUI's
+float32 copy of it) into the real float weight, ``calculate_weight`` adds the patches, and
+``set_weight`` stores the sum back — requantized under the layer's existing scale for fp8 /
+int8 (memory stays 1 byte per weight; the scale is not a patched key, so unpatching restores
+the original exactly), kept dense in ``dense_dtype`` for GGUF layers (a K-quant re-fit per
+patch would be slow and lossy).  In ComfyUI's low-VRAM path the same functions run per call
+through ``weight_function`` (``LowVramPatch``), which receives the raw weight.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from . import fp8 as fp8_mod
+from . import gguf_dequant as gd
+from . import int8 as int8_mod
+
+_FP8_TYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def _log_once(message: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(message)
+
+
+def _run_every_op():
+    try:
+        import comfy.ops
+
+        if hasattr(comfy.ops, "run_every_op"):
+            comfy.ops.run_every_op()
+    except ImportError:
+        pass
+
+
+def quantized_operations(
+    base,
+    gguf_layers: Mapping[str, tuple[int, tuple[int, int]]] | None = None,
+    dense_dtype: torch.dtype = torch.bfloat16,
+    scaled_mm: bool = True,
+):
+    """A subclass of the ops namespace ``base`` whose ``Linear`` takes quantized weights.
+
+    Args:
+        base: ``comfy.ops.manual_cast`` / ``disable_weight_init`` (or ``ltx2.ops.TorchOps``).
+        gguf_layers: bare layer name -> (ggml type id, (out, in)) for GGUF-quantized Linears.
+        dense_dtype: dtype of LoRA-patched GGUF weights.
+        scaled_mm: allow ``torch._scaled_mm`` for fp8 layers on GPUs with fp8 tensor cores.
+    """
+    table = dict(gguf_layers or {})
+    base_linear = base.Linear
+
+    class QuantLinear(base_linear):
+        _gguf_table = table
+        _dense_dtype = dense_dtype
+        _scaled_mm = scaled_mm
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.weight_scale = None
+            self.input_scale = None
+            self.gguf_qtype: int | None = None
+            self.gguf_shape: tuple[int, int] | None = None
+
+        def reset_parameters(self):  # weights come from the file
+            return None
+
+        # ------------------------------------------------------------------ loading
+        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+            wkey = prefix + "weight"
+            weight = state_dict.get(wkey)
+            scale = state_dict.pop(prefix + "weight_scale", None)
+            in_scale = state_dict.pop(prefix + "input_scale", None)
+            quantized = weight is not None and (weight.dtype in _FP8_TYPES or weight.dtype in (torch.int8, torch.uint8))
+            if not quantized:
+                if scale is not None or in_scale is not None:
+                    error_msgs.append(f"{prefix}weight_scale/input_scale given for a layer whose weight is not quantized")
+                return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+            state_dict.pop(wkey)
+            layer = prefix[:-1].removeprefix("diffusion_model.")
+            if weight.dtype == torch.uint8:
+                if layer not in self._gguf_table:
+                    error_msgs.append(f"{wkey}: uint8 weight without a GGUF type")
+                else:
+                    self.gguf_qtype, self.gguf_shape = self._gguf_table[layer]
+            elif scale is None:
+                error_msgs.append(f"{wkey} is {weight.dtype} but {prefix}weight_scale is missing")
+            # the base class loads the bias; the quantized tensors are attached afterwards so it
+            # does not report them missing
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+            if wkey in missing_keys:
+                missing_keys.remove(wkey)
+            self.weight = torch.nn.Parameter(weight, requires_grad=False)
+            if scale is not None:
+                self.weight_scale = torch.nn.Parameter(scale.to(torch.float32), requires_grad=False)
+            if in_scale is not None:
+                self.input_scale = torch.nn.Parameter(in_scale.to(torch.float32), requires_grad=False)
+
+        # ------------------------------------------------------------------ weights
+        @property
+        def quant_kind(self) -> str:
+            w = self.weight
+            if w.dtype == torch.uint8 and self.gguf_qtype is not None:
+                return "gguf"
+            if w.dtype in _FP8_TYPES:
+                return "fp8"
+            if w.dtype == torch.int8:
+                return "int8"
+            return "dense"
+
+        def _dequant(self, raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+            if raw.dtype == torch.uint8 and self.gguf_qtype is not None:
+                return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape).to(dtype)
+            if raw.dtype in _FP8_TYPES:
+                return fp8_mod.dequantize(raw, self.weight_scale, dtype)
+            if raw.dtype == torch.int8:
+                return int8_mod.dequantize(raw, self.weight_scale, dtype)
+            return raw.to(dtype)
+
+        def dequantized_weight(self, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+            """The float weight ``[out, in]`` (for tests, LoRA and conversions)."""
+            raw = self.weight if device is None else self.weight.to(device)
+            return self._dequant(raw, dtype)
+
+        def convert_weight(self, weight, inplace=False, **kwargs):
+            """Stored weight (or ComfyUI's float32 copy of it) -> float32 real weight."""
+            kind = self.quant_kind
+            if kind == "gguf" and tuple(weight.shape) == tuple(self.weight.shape):
+                raw = weight.to(torch.uint8) if weight.is_floating_point() else weight  # byte values survive fp32
+                return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape)
+            if kind == "fp8":
+                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)
+            if kind == "int8":
+                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)[:, None]
+            return weight
+
+        def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
+            kind = self.quant_kind
+            if kind == "fp8":
+                new = fp8_mod.requantize(weight, self.weight_scale).to(self.weight.dtype)
+            elif kind == "int8":
+                new = int8_mod.requantize(weight, self.weight_scale)
+            else:
+                new = weight.to(self._dense_dtype)
+            if return_weight:
+                return new
+            if inplace_update and new.dtype == self.weight.dtype and new.shape == self.weight.shape:
+                self.weight.data.copy_(new)
+            else:
+                self.weight = torch.nn.Parameter(new.to(self.weight.device), requires_grad=False)
+
+        # ------------------------------------------------------------------ forward
+        def forward(self, input, *args, **kwargs):
+            if self.quant_kind == "dense":
+                return super().forward(input, *args, **kwargs)
+            _run_every_op()
+            device, dtype = input.device, input.dtype
+            raw = self.weight.to(device, non_blocking=True)
+            bias = None if self.bias is None else self.bias.to(device=device, dtype=dtype, non_blocking=True)
+            weight_fns = getattr(self, "weight_function", ())  # absent on plain torch layers
+            for f in getattr(self, "bias_function", ()):
+                bias = f(bias)
+            if not weight_fns and raw.dtype == torch.float8_e4m3fn and self._scaled_mm:
+                if fp8_mod.scaled_mm_available(device):
+                    try:
+                        out = fp8_mod.scaled_mm_linear(input, raw, self.weight_scale, self.input_scale, bias)
+                    except RuntimeError as err:  # an unsupported shape/layout on this torch: dequantize instead
+                        _log_once(f"OpenLTX: torch._scaled_mm failed ({err}); fp8 layers fall back to bf16 matmuls")
+                        type(self)._scaled_mm = False
+                        out = None
+                    if out is not None:
+                        return out
+            for f in weight_fns:
+                raw = f(raw)
+            return F.linear(input, self._dequant(raw, dtype), bias)
+
+    class QuantOps(base):
+        Linear = QuantLinear
+
+    QuantOps.__name__ = f"Quantized{getattr(base, '__name__', 'Ops')}"
+    return QuantOps
