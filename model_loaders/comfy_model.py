@@ -47,12 +47,30 @@ Conditioning
   text-encode node sets it.  When absent, 24.0 (the reference pipelines' default) is used.
 * ``context_mask`` is normally absent: LTX-2's text connectors fill every one of the 1024
   text tokens with registers, so all of them are valid.
-* Hook for later conditioning nodes: ``"openltx_denoise_mask"`` — a per-element mask in the
-  layout of the sampler's latent (packed ``(B, 1, N)`` for the joint latent, or shaped like
-  the single stream's latent; channel dim may be 1).  Tokens get ``σ_token = mask · σ`` in
-  the AdaLN modulation (1 = denoise, 0 = clean conditioning token).  ComfyUI's
-  ``x0 = x - σ·v`` still uses the step's σ, so pair it with a noise mask that restores the
-  clean tokens after every step (as LTX-2's own samplers do).
+* ``"openltx_keyframes"``: a tuple of ``samplers.conditioning.Keyframe`` (OpenLTXKeyframe):
+  latents appended as extra video tokens at a pixel frame index (positions shifted in time,
+  per-token σ = (1 − strength)·σ).  Registered as ``CONDAppendedTokens``.
+* ``"openltx_reference"``: a tuple of ``samplers.conditioning.ReferenceVideo``
+  (OpenLTXReferenceVideoGuide): an IC-LoRA reference latent appended after the keyframes,
+  spatial positions × its downscale factor, optional attention strength (becomes the
+  transformer's self-attention mask, ltx-core ``mask_utils`` block layout).
+  Appended tokens are read-only: their velocities are dropped before returning.  Put them
+  on the positive *and* negative conditioning (the nodes do) so both passes see them, as in
+  ltx-core where they are part of the latent state.
+* ``"openltx_denoise_mask"`` (cond, older hook): a per-element mask in the layout of the
+  sampler's latent (packed ``(B, 1, N)`` for the joint latent, or shaped like the single
+  stream's latent; channel dim may be 1).
+
+Per-token denoise masks
+-----------------------
+A guider that applies denoise masks (1 = denoise, 0 = keep) hands them to the model as
+``transformer_options["openltx_denoise_mask"] = [video_mask (B,1,F',H',W') | None,
+audio_mask (B,1,T,1) | None]``; they take precedence over the cond hook above.  Tokens get
+``σ_token = mask · σ`` in the AdaLN modulation (ltx-core ``timesteps_from_mask``); the
+stream's σ for the A↔V and prompt modulations stays the step's σ.  ComfyUI's
+``x0 = x − σ·v`` still uses the step's σ, so the guider must blend
+``x0·m + clean·(1 − m)`` after every step (as LTX-2's own samplers do).  Masks whose batch
+is smaller than the model call's (cond + uncond batched) are repeated.
 
 The channel counts above are the released models' (the tiny test checkpoints of
 ``tools/make_tiny_checkpoint.py`` use them too, so they sample LTX-2 Empty Latent's output
@@ -79,6 +97,14 @@ from ..ltx2 import positions as P
 from ..ltx2.config import TransformerConfig
 from ..ltx2.inputs import Perturbations, StreamInput
 from ..ltx2.transformer import LTXAVTransformer
+from ..samplers import conditioning as C
+from .comfy_conds import (
+    DENOISE_MASK_KEY,
+    KEYFRAMES_KEY,
+    REFERENCE_KEY,
+    CONDAppendedTokens,
+    token_masks,
+)
 from .safetensors_file import CheckpointError
 
 
@@ -219,33 +245,6 @@ def _split_streams(x) -> tuple[torch.Tensor | None, torch.Tensor | None, list[st
     return video, audio, order
 
 
-def _split_mask(mask: torch.Tensor | None, video, audio) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The ``openltx_denoise_mask`` hook -> per-token masks ``(B, T_v)`` / ``(B, T_a)``."""
-    if mask is None:
-        return None, None
-    streams = [s for s in (video, audio) if s is not None]
-    if mask.ndim == 3 and len(streams) > 1:  # packed (B, 1|C, N) like the sampler's latent
-        b = mask.shape[0]
-        flat = mask.reshape(b, -1)
-        parts, start = [], 0
-        for s in streams:
-            n = math.prod(s.shape[1:])
-            parts.append(flat[:, start : start + n].reshape(b, *s.shape[1:]))
-            start += n
-        if start != flat.shape[1]:
-            raise ValueError(f"openltx_denoise_mask has {flat.shape[1]} elements per sample, the latent {start}")
-        masks = parts
-    else:
-        masks = [mask]
-    out = []
-    for s, m in zip(streams, masks):
-        m = m[:, :1].expand(m.shape[0], 1, *s.shape[2:])  # one value per token: channel 0
-        # video (B, 1, F, H, W) -> (B, F*H*W); audio (B, 1, T, M) -> (B, T)
-        out.append(m.reshape(m.shape[0], -1) if s.ndim == 5 else m[:, 0, :, 0])
-    it = iter(out)
-    return (next(it) if video is not None else None), (next(it) if audio is not None else None)
-
-
 class LTX2DiffusionModel(LTXAVTransformer):
     """``LTXAVTransformer`` with ComfyUI's call convention.
 
@@ -281,7 +280,10 @@ class LTX2DiffusionModel(LTXAVTransformer):
             timestep: σ per sample ``(B,)`` (ModelSamplingFlux passes σ through).
             context: video text context ``(B, L, C_v)``.
             kwargs: ``audio_context`` ``(B, L, C_a)``, ``frame_rate`` (float),
-                ``context_mask`` ``(B, L)``, ``openltx_denoise_mask`` (see module doc).
+                ``context_mask`` ``(B, L)``, ``openltx_keyframes`` / ``openltx_reference``
+                (appended tokens), ``openltx_denoise_mask`` (see module doc).
+            transformer_options: ``openltx_denoise_mask`` ``[video_mask, audio_mask]``,
+                ``openltx_perturbations`` (see module doc).
         Returns:
             velocities in the structure and shapes of ``x``.
         """
@@ -300,7 +302,7 @@ class LTX2DiffusionModel(LTXAVTransformer):
             # 0./1.); the transformer reads a float mask as an additive bias, so re-binarize.
             context_mask = (context_mask > 0.5).to(torch.int64)
         audio_context = kwargs.get("audio_context")
-        video_mask, audio_mask = _split_mask(kwargs.get("openltx_denoise_mask"), video, audio)
+        video_mask, audio_mask = token_masks(transformer_options, kwargs.get(DENOISE_MASK_KEY), video, audio, batch)
 
         def per_token(mask):
             if mask is None:
@@ -311,13 +313,23 @@ class LTX2DiffusionModel(LTXAVTransformer):
         video_in = audio_in = None
         if video is not None:
             _, _, f, h, w = video.shape
+            tokens, timesteps, positions, attention = C.append_tokens(
+                P.patchify_video(video),
+                per_token(video_mask),
+                P.video_positions(batch, f, h, w, fps, device=device),
+                sigma,
+                fps,
+                keyframes=kwargs.get(KEYFRAMES_KEY) or (),
+                references=kwargs.get(REFERENCE_KEY) or (),
+            )
             video_in = StreamInput(
-                latent=P.patchify_video(video),
-                timesteps=per_token(video_mask),
+                latent=tokens,
+                timesteps=timesteps,
                 sigma=sigma,
-                positions=P.video_positions(batch, f, h, w, fps, device=device),
+                positions=positions,
                 context=context,
                 context_mask=context_mask,
+                attention_mask=attention,
             )
         if audio is not None:
             if audio_context is None:
@@ -334,7 +346,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
         out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point)
         results = {}
         if video is not None:
-            results["video"] = P.unpatchify_video(out_v, *video.shape[2:])
+            noisy = math.prod(video.shape[2:])  # appended conditioning tokens are dropped
+            results["video"] = P.unpatchify_video(out_v[:, :noisy], *video.shape[2:])
         if audio is not None:
             results["audio"] = P.unpatchify_audio(out_a, audio.shape[1], audio.shape[3])
         if isinstance(x, (list, tuple)):
@@ -391,6 +404,8 @@ class LTX2Model(comfy.model_base.BaseModel):
 
     def __init__(self, model_config: LTX2ModelConfig, device=None) -> None:
         super().__init__(model_config, comfy.model_base.ModelType.FLUX, device=device, unet_model=LTX2DiffusionModel)
+        # appended conditioning tokens count in the memory estimate (CONDAppendedTokens.size)
+        self.memory_usage_factor_conds = (KEYFRAMES_KEY, REFERENCE_KEY)
 
     def extra_conds(self, **kwargs):
         out = super().extra_conds(**kwargs)  # cross_attn -> c_crossattn (CONDCrossAttn)
@@ -427,9 +442,22 @@ class LTX2Model(comfy.model_base.BaseModel):
         out["frame_rate"] = comfy.conds.CONDConstant(float(frame_rate) if frame_rate else DEFAULT_FRAME_RATE)
         if latent_shapes is not None:
             out["latent_shapes"] = comfy.conds.CONDConstant(latent_shapes)
-        token_mask = kwargs.get("openltx_denoise_mask")
+        token_mask = kwargs.get(DENOISE_MASK_KEY)
         if token_mask is not None:
-            out["openltx_denoise_mask"] = comfy.conds.CONDRegular(token_mask)
+            out[DENOISE_MASK_KEY] = comfy.conds.CONDRegular(token_mask)
+        for key, kind in ((KEYFRAMES_KEY, C.Keyframe), (REFERENCE_KEY, C.ReferenceVideo)):
+            items = kwargs.get(key)
+            if items:
+                if not all(isinstance(i, kind) for i in items):
+                    raise TypeError(f"conditioning key {key!r} must hold {kind.__name__} items (from an OpenLTX node)")
+                channels = cfg.transformer_config.in_channels
+                bad = [tuple(i.latent.shape) for i in items if i.latent.ndim != 5 or i.latent.shape[1] != channels]
+                if bad:
+                    raise ValueError(
+                        f"conditioning {key!r}: latents {bad} do not fit this model's video latent "
+                        f"(B, {channels}, F, H, W); encode them with this model's video VAE"
+                    )
+                out[key] = CONDAppendedTokens(tuple(items))
         return out
 
     def memory_required(self, input_shape, cond_shapes={}):

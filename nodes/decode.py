@@ -144,6 +144,10 @@ class OpenLTXDecode(io.ComfyNode):
         return io.NodeOutput(images, sound)
 
 
+# Image vs target aspect ratio mismatch tolerated before the encode refuses (rounding to 32 px).
+ASPECT_TOLERANCE = 0.1
+
+
 class OpenLTXEncodeImage(io.ComfyNode):
     """IMAGE -> one-frame video latent (image-to-video conditioning)."""
 
@@ -202,6 +206,13 @@ class OpenLTXEncodeImage(io.ComfyNode):
         if tw < SIZE_STEP or th < SIZE_STEP or tw % SIZE_STEP or th % SIZE_STEP:
             raise ValueError(
                 f"{node}: target size {tw}x{th} (image {w}x{h}) must be multiples of 32, at least 32; set width/height"
+            )
+        if abs((w / h) / (tw / th) - 1.0) > ASPECT_TOLERANCE:
+            raise ValueError(
+                f"{node}: the image is {w}x{h} (aspect {w / h:.3f}) but the target is {tw}x{th} (aspect "
+                f"{tw / th:.3f}); stretching would distort it. Crop the image to the video's aspect ratio first "
+                "(e.g. core 'Upscale Image' with crop: center), or set width and height to 0 to use the image's "
+                "own size."
             )
         image = run(node, crf_roundtrip, image, crf)  # on the full-size image, as the reference does
         if (th, tw) != (h, w):

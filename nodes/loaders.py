@@ -7,7 +7,7 @@ import os
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_aux, comfy_loading
+from ..model_loaders import comfy_aux, comfy_loading, offload_policy
 
 # The pack's own types (nothing in core fits): values are ``comfy_aux.AuxModel`` objects.
 VideoVAEType = io.Custom("OPENLTX_VAE")
@@ -23,12 +23,27 @@ WEIGHT_DTYPES = ["default", "bf16", "fp16", "fp32"]
 QUANTIZE_OPTIONS = ["none", "fp8 (per-tensor scaled)", "int8 (per-channel)"]
 
 
+def _gguf_files(folder: str) -> list[str]:
+    """``.gguf`` files under a model folder (ComfyUI's own listing only knows its extensions)."""
+    try:
+        roots = folder_paths.get_folder_paths(folder)
+    except KeyError:
+        return []
+    found = set()
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root, followlinks=True):
+            for f in files:
+                if f.lower().endswith(".gguf"):
+                    found.add(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return sorted(found)
+
+
 def _files(folder: str) -> list[str]:
     try:
         names = folder_paths.get_filename_list(folder)
     except KeyError:  # folder not registered on this ComfyUI
         return []
-    return [n for n in names if n.lower().endswith(EXTENSIONS)]
+    return [n for n in names if n.lower().endswith(EXTENSIONS)] + _gguf_files(folder)
 
 
 def checkpoint_options() -> list[str]:
@@ -102,6 +117,14 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
                     "H100 and newer. int8: one scale per output channel. Files that are already fp8 or GGUF "
                     "(detected automatically) ignore this option.",
                 ),
+                io.String.Input(
+                    "offload",
+                    default="off",
+                    optional=True,
+                    tooltip="Stream transformer blocks from CPU RAM during sampling so the model runs in less "
+                    "VRAM: 'off' (ComfyUI's own memory management only), 'auto' (keep as many blocks on the "
+                    "GPU as free VRAM allows, stream the rest with prefetch), or a VRAM budget in GB, e.g. 8.",
+                ),
             ],
             outputs=[
                 io.Model.Output(
@@ -112,12 +135,23 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, ckpt_name, weight_dtype="default", quantize="none") -> io.NodeOutput:
+    def validate_inputs(cls, offload=None):
+        if offload is None:
+            return True
+        try:
+            offload_policy.parse_offload(offload)
+        except ValueError as err:
+            return f"offload: {err}"
+        return True
+
+    @classmethod
+    def execute(cls, ckpt_name, weight_dtype="default", quantize="none", offload="off") -> io.NodeOutput:
         path = resolve_checkpoint(ckpt_name)
         try:
             model = comfy_loading.load_ltx2_model(path, weight_dtype, quantize=quantize)
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
+        offload_policy.attach_to_patcher(model, offload)  # "off": nothing is attached
         return io.NodeOutput(model)
 
 

@@ -166,4 +166,27 @@ class OpenLTXSampler(io.ComfyNode):
             raise ValueError(f"LTX-2 Sampler: {err}") from err
 
 
-NODES = [OpenLTXScheduler, OpenLTXDistilledSigmas, OpenLTXManualSigmas, OpenLTXSampler]
+class OpenLTXNoNoise(io.ComfyNode):
+    """NOISE of zeros shaped like the (nested) latent: sample a latent that is already noised."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OpenLTXNoNoise",
+            display_name="LTX-2 No Noise",
+            category="OpenLTX/sampling",
+            description=(
+                "Adds no noise: for SamplerCustomAdvanced on a latent that LTX-2 Re-noise already noised "
+                "(stage 2 of a two-stage workflow). Unlike core's Disable Noise it keeps the video and "
+                "audio streams of an LTX-2 latent apart."
+            ),
+            inputs=[],
+            outputs=[io.Noise.Output(tooltip="Zero noise shaped like the latent it is used with.")],
+        )
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        return io.NodeOutput(comfy_samplers.ZeroNoise())
+
+
+NODES = [OpenLTXScheduler, OpenLTXDistilledSigmas, OpenLTXManualSigmas, OpenLTXSampler, OpenLTXNoNoise]

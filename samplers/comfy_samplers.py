@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+import comfy.nested_tensor
 import comfy.samplers
 
 from . import steppers
@@ -94,3 +95,21 @@ def ltx_sampler(name: str, noise_seed: int = steppers.REFERENCE_NOISE_SEED, bong
     if name == "res_2s":
         return comfy.samplers.KSAMPLER(_res_2s, extra_options={"noise_seed": int(noise_seed), "bongmath": bool(bongmath)})
     raise ValueError(f"unknown LTX-2 sampler {name!r}; expected one of {SAMPLER_NAMES}")
+
+
+class ZeroNoise:
+    """A NOISE that adds nothing, for a latent that is already noised (two-stage re-noise).
+
+    ComfyUI 0.3.75's ``DisableNoise`` builds ``zeros(latent.shape)``, which for a nested
+    video+audio latent is a flat tensor the samplers cannot use; this follows the nesting.
+    """
+
+    seed = 0
+
+    def generate_noise(self, input_latent: dict):
+        samples = input_latent["samples"]
+        if getattr(samples, "is_nested", False):
+            return comfy.nested_tensor.NestedTensor(
+                tuple(torch.zeros(t.shape, dtype=t.dtype, device="cpu") for t in samples.unbind())
+            )
+        return torch.zeros(samples.shape, dtype=samples.dtype, device="cpu")

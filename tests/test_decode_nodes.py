@@ -208,8 +208,10 @@ def test_encode_image_and_audio_shapes(vaes):
     image = torch.rand(2, 70, 100, 3)
     latent = OpenLTXEncodeImage.execute(image, video_vae, 0, 0, 33).args[0]
     assert latent["samples"].shape == (2, 128, 1, 2, 3)  # 70x100 -> 64x96
-    latent = OpenLTXEncodeImage.execute(image, video_vae, 64, 64, 0).args[0]
-    assert latent["samples"].shape == (2, 128, 1, 2, 2)
+    latent = OpenLTXEncodeImage.execute(image, video_vae, 96, 64, 0).args[0]  # same aspect, resized
+    assert latent["samples"].shape == (2, 128, 1, 2, 3)
+    with pytest.raises(ValueError, match="aspect"):  # 100x70 stretched to a square: refused
+        OpenLTXEncodeImage.execute(image, video_vae, 64, 64, 0)
     audio = {"waveform": 0.1 * torch.randn(1, 2, 24000), "sample_rate": 24000}
     alat = OpenLTXEncodeAudio.execute(audio, audio_vae).args[0]
     assert alat["samples"].shape[:2] == (1, 8) and alat["samples"].shape[3] == 16

@@ -100,7 +100,7 @@ def test_sampling_nodes_are_documented_and_registered(openltx_pack, repo_root):
 
     from openltx.nodes import sampling
 
-    expected = {"OpenLTXScheduler", "OpenLTXDistilledSigmas", "OpenLTXManualSigmas", "OpenLTXSampler"}
+    expected = {"OpenLTXScheduler", "OpenLTXDistilledSigmas", "OpenLTXManualSigmas", "OpenLTXSampler", "OpenLTXNoNoise"}
     assert {n.__name__ for n in sampling.NODES} == expected
     for node in sampling.NODES:
         schema = node.GET_SCHEMA()

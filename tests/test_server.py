@@ -18,7 +18,7 @@ pytestmark = pytest.mark.server
 
 # node id -> inputs it must declare (the nodes' public contract; ids never change).
 EXPECTED_NODES = {
-    "OpenLTXCheckpointLoader": ("ckpt_name", "weight_dtype"),
+    "OpenLTXCheckpointLoader": ("ckpt_name", "weight_dtype", "quantize", "offload"),
     "OpenLTXVAELoader": ("vae_name", "dtype"),
     "OpenLTXUpscalerLoader": ("upscaler_name", "dtype"),
     "OpenLTXTextEncoderLoader": ("text_encoder", "ltx_checkpoint", "device", "dtype"),
@@ -32,6 +32,21 @@ EXPECTED_NODES = {
     "OpenLTXEncodeAudio": ("audio", "audio_vae"),
     "OpenLTXLoadAudio": ("audio",),
     "OpenLTXSaveVideo": ("latent", "video_vae", "audio_vae", "fps", "filename_prefix"),
+    "OpenLTXScheduler": ("steps", "terminal", "stretch"),
+    "OpenLTXDistilledSigmas": ("stage",),
+    "OpenLTXManualSigmas": ("sigmas",),
+    "OpenLTXSampler": ("sampler",),
+    "OpenLTXNoNoise": (),
+    "OpenLTXMultimodalGuider": ("model", "positive", "negative", "preset"),
+    "OpenLTXImageToVideo": ("latent", "image_latent", "strength"),
+    "OpenLTXKeyframe": ("positive", "negative", "latent", "image_latent", "frame_index", "strength"),
+    "OpenLTXAudioToVideo": ("latent", "audio_latent"),
+    "OpenLTXRetake": ("latent", "start_s", "end_s", "fps"),
+    "OpenLTXExtendVideo": ("latent", "keep_latent_frames", "frames"),
+    "OpenLTXReferenceVideoGuide": ("positive", "negative", "latent", "reference_latent", "downscale_factor",
+                                   "strength"),
+    "OpenLTXLoraLoader": ("model", "lora_name", "strength"),
+    "OpenLTXRenoise": ("latent", "sigma", "noise_seed"),
 }
 
 
