@@ -63,7 +63,7 @@ def random_gguf(shape, qtype: int, device) -> torch.Tensor:
 def quantize_linear(mod, fmt: str, fast: bool = False) -> None:
     """Replace a bf16 QuantLinear weight in place by ``fmt`` (on the weight's device)."""
     w = mod.weight.data
-    if fmt == "fp8":
+    if fmt in ("fp8", "fp8_upcast"):
         q, s = fp8_mod.quantize(w)
         mod.weight = torch.nn.Parameter(q, requires_grad=False)
         mod.weight_scale = torch.nn.Parameter(s, requires_grad=False)
@@ -86,7 +86,9 @@ def quantize_linear(mod, fmt: str, fast: bool = False) -> None:
 
 def build(cfg: TransformerConfig, fmt: str, device, seed: int = 0) -> LTXAVTransformer:
     """Random-weight transformer in ``fmt``; block by block so only one bf16 block exists at a time."""
-    ops = quantized_operations(TorchOps, dense_dtype=torch.bfloat16, scaled_mm=True)
+    # "fp8": FP8 x FP8 torch._scaled_mm where the GPU has it; "fp8_upcast": the same fp8 weights
+    # upcast to bf16 per layer (weight-only), for comparison.
+    ops = quantized_operations(TorchOps, dense_dtype=torch.bfloat16, scaled_mm=fmt != "fp8_upcast")
     with torch.device("meta"):
         model = LTXAVTransformer(cfg, operations=ops, dtype=torch.bfloat16)
     g = torch.Generator(device=device).manual_seed(seed)  # random weights made on the device

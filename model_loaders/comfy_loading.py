@@ -10,6 +10,7 @@ the tensors reports progress through ComfyUI's progress bar (and so honours Canc
 from __future__ import annotations
 
 import logging
+import os
 import math
 from typing import Mapping
 
@@ -27,6 +28,20 @@ from .quant.ops import quantized_operations
 from ..ltx2.config import ConfigError
 
 log = logging.getLogger(__name__)
+FP8_SCALED_MM_ENV = "OPENLTX_FP8_SCALED_MM"
+
+
+def fp8_scaled_mm_enabled() -> bool:
+    """Whether fp8 layers use FP8 x FP8 ``torch._scaled_mm`` (opt in: ``OPENLTX_FP8_SCALED_MM=1``).
+
+    Measured on an H200 (19B shapes, 768x512x121, ``benchmarks/quant.py``): weight-only fp8
+    upcast per layer ran a forward in 0.48 s, ``_scaled_mm`` with per-call activation
+    quantization in 0.54 s (bf16: 0.40 s), so the upcast path is the default until the
+    activation quantization is fused.
+    """
+    return os.environ.get(FP8_SCALED_MM_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def pick_weight_dtype(choice: str, file_dtype: torch.dtype | None, load_device, params: int = 0) -> torch.dtype:
     """The dtype the weights are stored in.
 
@@ -92,7 +107,9 @@ def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device
         import comfy.ops
 
         base = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device)
-        model_config.custom_operations = quantized_operations(base, gguf_layers=gguf_layers, dense_dtype=weight_dtype)
+        model_config.custom_operations = quantized_operations(
+            base, gguf_layers=gguf_layers, dense_dtype=weight_dtype, scaled_mm=fp8_scaled_mm_enabled()
+        )
     return LTX2Model(model_config, device=torch.device("meta"))
 
 

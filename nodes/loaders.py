@@ -113,8 +113,9 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
                     default="none",
                     tooltip="Quantize a bf16/fp16/fp32 file's transformer Linears while loading (the official fp8 "
                     "recipe's embedding, adaLN, projection layers and blocks 0 and 43-47 stay in weight_dtype). "
-                    "fp8: e4m3 with one scale per weight, half the memory of bf16, FP8 matmuls on RTX 40xx / "
-                    "H100 and newer. int8: one scale per output channel. Files that are already fp8 or GGUF "
+                    "fp8: e4m3 with one scale per weight, about half the memory of bf16 (weights are upcast per layer; "
+                    "set OPENLTX_FP8_SCALED_MM=1 to try FP8 matmuls on RTX 40xx / H100). int8: one scale per output "
+                    "channel. Files that are already fp8 or GGUF "
                     "(detected automatically) ignore this option.",
                 ),
                 io.String.Input(
