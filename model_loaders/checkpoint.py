@@ -370,8 +370,8 @@ def check_layout(
         )
 
 
-def _file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
-    """The floating dtype holding most transformer elements (bfloat16 for exotic formats)."""
+def file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
+    """The floating dtype holding most of ``keys``' elements (bfloat16 for exotic formats)."""
     count: Counter = Counter()
     for k in keys:
         count[info.dtypes[k]] += math.prod(info.shapes[k])
@@ -397,7 +397,7 @@ def build_transformer(
     cfg = transformer_config(info)
     keys = _transformer_keys(info)
     prefix = info.transformer_prefix
-    model_dtype = dtype or _file_dtype(info, keys)
+    model_dtype = dtype or file_dtype(info, keys)
     model = LTXAVTransformer(cfg, operations=operations, dtype=model_dtype, device=torch.device("meta"))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k[len(prefix) :]: info.shapes[k] for k in keys}

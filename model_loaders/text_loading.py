@@ -21,13 +21,11 @@ weight; their width is the header's ``caption_channels`` (3840).
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import CheckpointInfo, check_layout, read_checkpoint
+from .checkpoint import CheckpointInfo, check_layout, file_dtype, read_checkpoint
 from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors
 
 try:  # see model_loaders/__init__.py
@@ -145,17 +143,6 @@ def _caption_channels(section: Mapping[str, Any], path: str) -> int:
     return int(section["caption_channels"])
 
 
-def _file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
-    """The floating dtype holding most of these elements (bfloat16 for exotic formats)."""
-    count: Counter = Counter()
-    for k in keys:
-        count[info.dtypes[k]] += math.prod(info.shapes[k])
-    for name, _ in count.most_common():
-        if name in ("F32", "F16", "BF16", "F64"):
-            return TORCH_DTYPES[name]
-    return torch.bfloat16
-
-
 def load_text_projector(
     path_or_info,
     dtype: torch.dtype | None = None,
@@ -179,7 +166,7 @@ def load_text_projector(
     cfg = text_projector_config(info, text_hidden_size)
     keys = _text_keys(info)
     prefix = _connector_prefix(keys)
-    model_dtype = dtype or _file_dtype(info, keys)
+    model_dtype = dtype or file_dtype(info, keys)
     model = TextProjector(cfg, operations=operations, dtype=model_dtype, device=torch.device("meta"))
     expected = {to_file_key(k, prefix): tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: info.shapes[k] for k in keys}
