@@ -58,6 +58,21 @@ def checkpoint_options() -> list[str]:
     return options
 
 
+def unlisted_file_error(input_name: str, value, options: list[str], folders: str) -> str | None:
+    """A validation message when ``value`` is not one of the listed model files, else ``None``.
+
+    ComfyUI 0.3.75 does not check V3 combo values against their options, so a workflow naming
+    a file this machine lacks would otherwise only fail when the node runs.
+    """
+    if value is None or value in options:
+        return None
+    shown = ", ".join(options[:8]) + (f" ... ({len(options) - 8} more)" if len(options) > 8 else "")
+    return (
+        f"{input_name}: {value!r} was not found in {folders}. Download it into one of those folders (see the "
+        f"workflow's note) and refresh, or pick a listed file ({shown or 'none found'})."
+    )
+
+
 def resolve_checkpoint(name: str) -> str:
     """The full path of an option from ``checkpoint_options()``."""
     candidates = [("checkpoints", name)]
@@ -136,7 +151,11 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, offload=None):
+    def validate_inputs(cls, ckpt_name=None, offload=None):
+        missing = unlisted_file_error("ckpt_name", ckpt_name, checkpoint_options(),
+                                      "models/checkpoints or models/diffusion_models")
+        if missing:
+            return missing
         if offload is None:
             return True
         try:
@@ -251,6 +270,10 @@ class OpenLTXVAELoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, vae_name=None):
+        return unlisted_file_error("vae_name", vae_name, vae_options(), "models/checkpoints or models/vae") or True
+
+    @classmethod
     def execute(cls, vae_name, dtype="default") -> io.NodeOutput:
         path = _resolve(vae_name, ("checkpoints", "vae"), ("", VAE_PREFIX), "LTX-2 VAE Loader")
         try:
@@ -293,6 +316,11 @@ class OpenLTXUpscalerLoader(io.ComfyNode):
                 ),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, upscaler_name=None):
+        return unlisted_file_error("upscaler_name", upscaler_name, upscaler_options(),
+                                   "models/latent_upscale_models or models/upscale_models") or True
 
     @classmethod
     def execute(cls, upscaler_name, dtype="default") -> io.NodeOutput:

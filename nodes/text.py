@@ -13,7 +13,7 @@ from comfy_api.v0_0_2 import io
 
 from ..model_loaders.text_encoder import LTXTextEncoder
 from ..model_loaders.text_loading import text_conditioning
-from .loaders import checkpoint_options, resolve_checkpoint
+from .loaders import checkpoint_options, resolve_checkpoint, unlisted_file_error
 
 CACHE_FOLDER = "openltx_prompt_cache"
 DEVICES = ["auto", "gpu", "cpu"]
@@ -104,6 +104,13 @@ class OpenLTXTextEncoderLoader(io.ComfyNode):
             outputs=[io.Custom("OPENLTX_TEXT_ENCODER").Output(
                 tooltip="The LTX-2 text encoder, for LTX-2 Text Encode. Weights load on first use.")],
         )  # fmt: skip
+
+    @classmethod
+    def validate_inputs(cls, text_encoder=None, ltx_checkpoint=None):
+        missing = unlisted_file_error("text_encoder", text_encoder, text_encoder_options(), "models/text_encoders")
+        missing = missing or unlisted_file_error("ltx_checkpoint", ltx_checkpoint, checkpoint_options(),
+                                                 "models/checkpoints or models/diffusion_models")
+        return missing or True
 
     @classmethod
     def execute(cls, text_encoder, ltx_checkpoint, device="auto", dtype="bf16") -> io.NodeOutput:

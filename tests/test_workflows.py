@@ -235,6 +235,8 @@ def _assert_clean_failure(server, prompt: dict, pattern: str) -> str:
 def test_missing_model_file_is_refused(server):
     prompt = demo.tiny_prompt(load_api("ltx2_t2v"))
     _node(prompt, "OpenLTXCheckpointLoader")["inputs"]["ckpt_name"] = "ltx-2-19b-missing.safetensors"
+    res = server.post_prompt(prompt)
+    assert res.status == 400, res.text[:2000]  # refused at validation, before anything runs
     _assert_clean_failure(server, prompt, r"ltx-2-19b-missing\.safetensors")
 
 
