@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointInfo, check_layout
+from .checkpoint import CheckpointInfo, assign_weights, check_layout
 from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors, parse_config, read_header
 
 try:  # see model_loaders/__init__.py
@@ -98,16 +98,7 @@ def _load(src: _Source, model: nn.Module, what: str, mapping: dict[str, str], dt
     check_layout(src.path, what, expected, found, prefix)
     to_module = {f: k for k, f in mapping.items()}
     sd = load_tensors(src.path, list(mapping.values()), device=device, dtype=dtype, rename=to_module.__getitem__)
-    try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as err:  # e.g. custom operations that expect other keys
-        raise CheckpointError(f"{src.path}: loading the {what} weights failed: {err}") from None
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise CheckpointError(
-            f"{src.path}: after loading, {len(left)} {what} tensor(s) have no data: {left[:10]}. The operations "
-            "passed to the loader create tensors the file does not hold."
-        )
+    assign_weights(model, sd, src.path, what)
     return model.to(device).eval()  # moves the buffers the file does not hold (the BWE resampler)
 
 

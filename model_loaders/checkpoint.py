@@ -381,6 +381,25 @@ def file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
     return torch.bfloat16
 
 
+def assign_weights(model: torch.nn.Module, state_dict, path, what: str, error=CheckpointError) -> None:
+    """Put ``state_dict`` into a meta-built ``model`` (strict, ``assign=True``): no second copy.
+
+    Every loader ends this way.  A refused key set, or a tensor still on the meta device after
+    loading (operations that create tensors the file does not hold), is an ``error`` naming the
+    file and the ``what`` being loaded.
+    """
+    try:
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as err:  # e.g. custom operations that expect other keys
+        raise error(f"{path}: loading the {what} weights failed: {err}") from None
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise error(
+            f"{path}: after loading, {len(left)} {what} tensor(s) have no data: {_first(left)}. The operations "
+            "passed to the loader create tensors the file does not hold."
+        )
+
+
 def build_transformer(
     path_or_info,
     dtype: torch.dtype | None = None,
@@ -403,16 +422,6 @@ def build_transformer(
     found = {k[len(prefix) :]: info.shapes[k] for k in keys}
     check_layout(info.path, f"transformer ({_describe(cfg)})", expected, found, prefix)
     _, sd = load_transformer_state_dict(info, dtype=dtype, device=device)
-    try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as err:  # e.g. custom operations that expect other keys
-        raise _err(info.path, f"loading the transformer weights failed: {err}") from None
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise _err(
-            info.path,
-            f"after loading, {len(left)} tensor(s) have no data: {_first(left)}. The operations passed to the "
-            "loader create tensors the file does not hold.",
-        )
+    assign_weights(model, sd, info.path, "transformer")
     model.dtype = model_dtype
     return model.eval()

@@ -131,17 +131,8 @@ def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device,
         if k in expected and v.is_floating_point() and v.dtype not in _QUANT_DTYPES and v.dtype != expected[k].dtype:
             v = v.to(dtype=expected[k].dtype)
         sd[k] = v.to(device=offload_device)
-    errors = []
-    try:
-        diffusion.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as err:
-        errors.append(str(err))
-    if errors:
-        raise ModelLoadError(f"{source}: {errors[0]}")
+    checkpoint.assign_weights(diffusion, sd, source, "transformer", error=ModelLoadError)
     diffusion.requires_grad_(False)
-    left = [n for n, t in (*diffusion.named_parameters(), *diffusion.named_buffers()) if t.is_meta]
-    if left:
-        raise ModelLoadError(f"{source}: tensors left without weights after loading: {', '.join(left[:12])}")
     model.device = offload_device
     cast = model.manual_cast_dtype
     log.info(

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import CheckpointInfo, check_layout, file_dtype, read_checkpoint
-from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors
+from .checkpoint import CheckpointInfo, assign_weights, check_layout, file_dtype, read_checkpoint
+from .safetensors_file import CheckpointError, load_tensors
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.config import ConfigError
@@ -178,17 +178,7 @@ def load_text_projector(
     )
     check_layout(info.path, what, expected, found)
     sd = load_tensors(info.path, keys, device=device, dtype=dtype, rename=to_module_key)
-    try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as err:  # e.g. custom operations that expect other keys
-        raise _err(info.path, f"loading the text projection weights failed: {err}") from None
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise _err(
-            info.path,
-            f"after loading, {len(left)} tensor(s) have no data: {left[:10]}. The operations passed to the loader "
-            "create tensors the file does not hold.",
-        )
+    assign_weights(model, sd, info.path, "text projection")
     model.dtype = model_dtype
     return model.eval()
 

@@ -23,6 +23,7 @@ import zlib
 
 import torch
 
+from .checkpoint import assign_weights
 from .safetensors_file import CheckpointError, load_tensors, parse_config, read_header
 
 try:  # see model_loaders/__init__.py
@@ -118,7 +119,7 @@ def load_upsampler(
         sd[BLUR_KEY] = binomial_kernel().to(device)
     if BLUR_KEY in sd:
         sd[BLUR_KEY] = sd[BLUR_KEY].float()  # a fixed filter: kept in float32 whatever the weights
-    module.load_state_dict(sd, strict=True, assign=True)
+    assign_weights(module, sd, path, "latent upscaler")
     module.requires_grad_(False)
     module.dtype = dtype
     return module.eval()

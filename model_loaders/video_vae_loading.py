@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoint import CheckpointInfo, check_layout
+from .checkpoint import CheckpointInfo, assign_weights, check_layout
 from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors, parse_config, read_header
 
 try:  # see model_loaders/__init__.py
@@ -123,13 +123,7 @@ def load_video_vae(path_or_info, dtype: torch.dtype | None = None, device: torch
     kind = "timestep-conditioned" if conditioned else "plain"
     check_layout(path, f"video VAE ({kind} decoder)", expected, {k: tuple(shapes[f]) for k, f in wanted.items()}, prefix)
     sd = load_tensors(path, wanted.values(), device=device, dtype=dtype, rename=lambda k: k[len(prefix) :])
-    try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as err:
-        raise _err(path, f"loading the video VAE weights failed: {err}") from None
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise _err(path, f"after loading, {len(left)} tensor(s) have no data: {left[:10]}.")
+    assign_weights(model, sd, path, "video VAE")
     model.dtype = model_dtype
     return model.eval()
 
