@@ -27,11 +27,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ltx2 import positions as P  # noqa: E402
-from ltx2.config import TransformerConfig, official_19b_header  # noqa: E402
+from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.inputs import StreamInput  # noqa: E402
 from ltx2.transformer import LTXAVTransformer  # noqa: E402
 from samplers import conditioning as C  # noqa: E402
-from transformer import PRESETS, fill_random_, make_inputs, timed  # noqa: E402
+from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402
+from transformer import PRESETS, make_inputs  # noqa: E402
 
 
 def main() -> None:
@@ -42,13 +43,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--layers", type=int, default=0, help="override the preset's block count")
     args = ap.parse_args()
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    dtype = DTYPES[args.dtype]
     dev = args.device
     preset = PRESETS[args.preset]
-    header = official_19b_header()
-    header.update(preset["header"])
-    if args.layers:
-        header["num_layers"] = args.layers
+    header = preset_header(preset["header"], args.layers)
     cfg = TransformerConfig.from_header(header)
 
     import ltx_core.loader  # noqa: F401
@@ -107,7 +105,7 @@ def main() -> None:
     for name, fn in (("ours", run_ours), ("reference", run_ref)):
         if dev == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times[name] = timed(fn, args.iters, dev)
+        times[name] = timed(fn, args.iters, dev)[0]
         if dev == "cuda":
             peaks[name] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     out = {

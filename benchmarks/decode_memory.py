@@ -15,22 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _rss_peak_bytes() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import peak_rss_bytes  # noqa: E402
 
 
 def _case(frames: int, height: int, width: int) -> dict:
@@ -47,13 +37,13 @@ def _case(frames: int, height: int, width: int) -> dict:
     vae.load_state_dict({k: random_tensor(k, tuple(v.shape), g) for k, v in vae.state_dict().items()})
     vae.eval()
     latent = torch.randn(1, 128, frames, height, width, generator=g)
-    baseline = _rss_peak_bytes()
+    baseline = peak_rss_bytes()
     tiling = TilingConfig(spatial_tile=None, temporal_tile=32, temporal_overlap=16)
     out_frames = 0
     for chunk in decode_chunks(vae, latent, tiling):  # the sink: count and drop
         out_frames += chunk.shape[2]
         del chunk
-    peak = _rss_peak_bytes()
+    peak = peak_rss_bytes()
     whole = 3 * out_frames * height * 32 * width * 32 * 4
     return {"latent_frames": frames, "frames": out_frames, "peak_rss_mb": round(peak / 2**20, 1),
             "baseline_rss_mb": round(baseline / 2**20, 1), "decode_growth_mb": round((peak - baseline) / 2**20, 1),

@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ltx2.config import TransformerConfig, official_19b_header  # noqa: E402
+from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.ops import TorchOps  # noqa: E402
 from ltx2.transformer import LTXAVTransformer  # noqa: E402
 from model_loaders.offload import enable_block_streaming, module_bytes  # noqa: E402
-from transformer import PRESETS, fill_random_, make_inputs  # noqa: E402  (benchmarks/transformer.py)
+from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402
+from transformer import PRESETS, make_inputs  # noqa: E402  (benchmarks/transformer.py)
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
@@ -100,18 +101,6 @@ def build(cfg: TransformerConfig, dtype, device: str, fp8: bool, seed: int = 0) 
     return model
 
 
-def timed(fn, iters: int, device: str) -> tuple[float, object]:
-    out = fn()  # warm-up (allocator, kernels, first copies)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        out = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters, out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="mid")
@@ -127,12 +116,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    dtype = DTYPES[args.dtype]
     preset = PRESETS[args.preset]
-    header = official_19b_header()
-    header.update(preset["header"])
-    if args.layers:
-        header["num_layers"] = args.layers
+    header = preset_header(preset["header"], args.layers)
     cfg = TransformerConfig.from_header(header)
     cuda = args.device.startswith("cuda")
 

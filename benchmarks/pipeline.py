@@ -15,7 +15,6 @@ The text context is random (the text encoder has its own benchmark: benchmarks/t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import DTYPES, fill_random_  # noqa: E402
 from ltx2 import positions as P  # noqa: E402
 from ltx2.audio_pipeline import decode_audio  # noqa: E402
 from ltx2.audio_vae import AudioVAE  # noqa: E402
@@ -40,7 +40,6 @@ from model_loaders.layouts import official_vae_config  # noqa: E402
 from model_loaders.tiny_layouts import tiny_transformer_header, tiny_vae_config  # noqa: E402
 from samplers.schedules import DISTILLED_STAGE1, DISTILLED_STAGE2  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 UPSCALER = {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 1024,
             "num_blocks_per_stage": 4, "dims": 3, "spatial_upsample": True, "temporal_upsample": False}  # fmt: skip
 AUDIO_VAE = {"model": {"params": {"ddconfig": {
@@ -49,14 +48,6 @@ AUDIO_VAE = {"model": {"params": {"ddconfig": {
     "mid_block_add_attention": False, "norm_type": "pixel", "causality_axis": "height"},
     "sampling_rate": 16000}}}  # fmt: skip
 VOCODER = {"resblock": "1", "stereo": True}  # LTX-2.0 HiFi-GAN, everything else at its defaults
-
-
-def _transformer_bench():
-    """benchmarks/transformer.py as a module (its random-weight filler)."""
-    spec = importlib.util.spec_from_file_location("_tbench", ROOT / "benchmarks" / "transformer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fill_statistics_(module: torch.nn.Module) -> None:
@@ -131,7 +122,7 @@ def main() -> None:
 
     def build():
         model = LTXAVTransformer(cfg, dtype=dtype, device=dev).eval()
-        _transformer_bench().fill_random_(model, seed=0)
+        fill_random_(model, seed=0)
         up = LatentUpsampler(UpsamplerConfig.from_header(up_cfg), dtype=dtype, device=dev).eval()
         vae = VideoVAE(vae_cfg, dtype=dtype, device=dev).eval()
         audio_vae = AudioVAE(AUDIO_VAE, dtype=dtype, device=dev).eval()

@@ -15,23 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _peak() -> int:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import peak_rss_bytes  # noqa: E402
 
 
 def _case(latent_frames: int, size: int) -> dict:
@@ -50,14 +40,14 @@ def _case(latent_frames: int, size: int) -> dict:
     latent = torch.randn(1, 128, latent_frames, size // 32, size // 32, generator=torch.Generator().manual_seed(0))
     frames = 8 * (latent_frames - 1) + 1
     tiling = TilingConfig(spatial_tile=None, temporal_tile=32, temporal_overlap=16)
-    baseline = _peak()
+    baseline = peak_rss_bytes()
     path = os.path.join(tmp, "out.mp4")
     with torch.inference_mode(), Mp4Writer(path, size, size, 24, audio_sample_rate=24000, preset="ultrafast") as w:
         w.write_audio(torch.zeros(2, int(frames / 24 * 24000)))
         for chunk in decode_chunks(vae, latent, tiling):
             w.write_frames(((chunk[0].float() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0))
     return {"latent_frames": latent_frames, "frames": frames, "baseline_mb": baseline / 2**20,
-            "peak_mb": _peak() / 2**20, "file_mb": os.path.getsize(w.path) / 2**20}  # fmt: skip
+            "peak_mb": peak_rss_bytes() / 2**20, "file_mb": os.path.getsize(w.path) / 2**20}  # fmt: skip
 
 
 def main() -> None:

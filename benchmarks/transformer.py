@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from ltx2 import positions as P  # noqa: E402
-from ltx2.config import TransformerConfig, official_19b_header  # noqa: E402
+from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402,F401  (fill_random_: re-exported)
+from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.inputs import StreamInput  # noqa: E402
 from ltx2.transformer import LTXAVTransformer  # noqa: E402
 
@@ -47,19 +46,6 @@ PRESETS = {
 DENSE_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 4090": 165e12}
 
 
-def fill_random_(model: torch.nn.Module, seed: int) -> None:
-    """Random weights of a sane scale, generated on the model's device."""
-    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "table" not in name:
-                p.normal_(0.0, 1.0 / math.sqrt(p.shape[1]), generator=g)
-            elif name.endswith("norm.weight"):
-                p.normal_(1.0, 0.1, generator=g)
-            else:
-                p.normal_(0.0, 0.2, generator=g)
-
-
 def make_inputs(cfg: TransformerConfig, frames, width, height, text, dtype, device, seed=1):
     g = torch.Generator(device=device).manual_seed(seed)
     f, h, w = (frames - 1) // 8 + 1, height // 32, width // 32
@@ -73,18 +59,6 @@ def make_inputs(cfg: TransformerConfig, frames, width, height, text, dtype, devi
     audio = StreamInput(rnd(1, ta, cfg.audio_in_channels), sig[:, None].expand(1, ta).clone(), sig,
                         P.audio_positions(1, ta, device=device), rnd(1, text, ca))
     return video, audio
-
-
-def timed(fn, iters: int, device: str) -> float:
-    fn()  # warm-up (allocator, kernels)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters
 
 
 def count_flops(fn) -> float:
@@ -107,12 +81,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    dtype = DTYPES[args.dtype]
     preset = PRESETS[args.preset]
-    header = official_19b_header()
-    header.update(preset["header"])
-    if args.layers:
-        header["num_layers"] = args.layers
+    header = preset_header(preset["header"], args.layers)
     cfg = TransformerConfig.from_header(header)
 
     from ltx_reference import reference_model, to_modality, to_perturbations
@@ -138,11 +109,11 @@ def main() -> None:
     del ov, oa, rv, ra
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t_ours = timed(run_ours, args.iters, args.device)
+    t_ours = timed(run_ours, args.iters, args.device)[0]
     peak_ours = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t_ref = timed(run_ref, args.iters, args.device)
+    t_ref = timed(run_ref, args.iters, args.device)[0]
     peak_ref = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
     out = {
         "benchmark": "transformer_forward",
