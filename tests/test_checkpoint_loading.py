@@ -7,11 +7,9 @@ Every file is written to tmp_path at test time: tiny official-layout files from
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import struct
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,25 +17,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-def _pack(name: str):
-    """``openltx.<name>`` when conftest registered the pack alias, else top-level ``<name>``."""
-    if "openltx" in sys.modules:
-        return importlib.import_module(f"openltx.{name}")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module(name)
-
-
-C = _pack("model_loaders.checkpoint")
-S = _pack("model_loaders.safetensors_file")
-T = _pack("model_loaders.tiny_layouts")
-P = _pack("ltx2.positions")
-StreamInput = _pack("ltx2.inputs").StreamInput
-LTXAVTransformer = _pack("ltx2.transformer").LTXAVTransformer
-TorchOps = _pack("ltx2.ops").TorchOps
+from openltx.ltx2 import positions as P
+from openltx.ltx2.inputs import StreamInput
+from openltx.ltx2.ops import TorchOps
+from openltx.ltx2.transformer import LTXAVTransformer
+from openltx.model_loaders import checkpoint as C
+from openltx.model_loaders import safetensors_file as S
+from openltx.model_loaders import tiny_layouts as T
 CheckpointError = S.CheckpointError
 
 VERSIONS = ("2.0", "2.3")

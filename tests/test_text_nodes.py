@@ -70,8 +70,8 @@ def test_encode_conditions_ksampler(folders, gemma):
 
 def test_save_and_load_conditioning_never_overwrite(folders):
     cond = [[torch.randn(1, 1024, 12), {"audio_context": torch.randn(1, 1024, 12), "frame_rate": 30.0}]]
-    first = OpenLTXSaveConditioning.execute(conditioning=cond, filename_prefix="openltx/c")
-    second = OpenLTXSaveConditioning.execute(conditioning=cond, filename_prefix="openltx/c")
+    OpenLTXSaveConditioning.execute(conditioning=cond, filename_prefix="openltx/c")
+    OpenLTXSaveConditioning.execute(conditioning=cond, filename_prefix="openltx/c")
     names = sorted(p.name for p in (folders["output"] / "openltx").iterdir())
     assert names == ["c_00001.safetensors", "c_00002.safetensors"]
     (folders["input"] / "c.safetensors").write_bytes((folders["output"] / "openltx" / names[0]).read_bytes())

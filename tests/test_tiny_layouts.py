@@ -9,33 +9,21 @@ checkpoints "official layout".
 
 from __future__ import annotations
 
-import importlib
 import importlib.machinery
 import json
 import math
 import sys
 import types
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-def _pack(name: str):
-    """``openltx.<name>`` when conftest registered the pack alias, else top-level ``<name>``."""
-    if "openltx" in sys.modules:
-        return importlib.import_module(f"openltx.{name}")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module(name)
-
-
-L = _pack("model_loaders.layouts")
-T = _pack("model_loaders.tiny_layouts")
-official_19b_header = _pack("ltx2.config").official_19b_header
+from openltx.ltx2.config import official_19b_header
+from openltx.model_loaders import layouts as L
+from openltx.model_loaders import tiny_layouts as T
 
 VERSIONS = ("2.0", "2.3")
 

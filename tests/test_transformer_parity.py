@@ -13,34 +13,23 @@ from ltx_reference import randomize_, reference_model, to_modality, to_perturbat
 from ltx_core.model.transformer.model import X0Model
 
 from openltx.ltx2 import positions as P
-from openltx.ltx2.config import TransformerConfig, official_19b_header
+from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import Perturbations, Skip, SkipRule, StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer, velocity_to_x0
+from openltx.model_loaders.tiny_layouts import tiny_transformer_header
 
 TOL = 1e-5
 FPS = 24.0
 
 
 def tiny_header(version: str, **over) -> dict:
-    """LTX2_SPEC §1.7: every code path at a few thousand parameters.
+    """The tiny checkpoints' transformer (LTX2_SPEC §1.7): every code path at a few thousand parameters.
 
     The video RoPE gets 16 // 6 = 2 frequencies per axis → 6 angles for 8 slots, so the
     2-angle front pad is exercised exactly as in the real 2046/2048 case.
     """
-    h = official_19b_header()
-    h.update(
-        num_layers=2,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        caption_channels=12,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=4,
-        audio_cross_attention_dim=8,
-        av_ca_timestep_scale_multiplier=500.0,  # ≠ timestep multiplier: catches a swapped factor
-    )
-    if version == "2.3":
-        h.update(apply_gated_attention=True, cross_attention_adaln=True, caption_proj_before_connector=True)
+    h = tiny_transformer_header(version)
+    h["av_ca_timestep_scale_multiplier"] = 500.0  # ≠ timestep multiplier: catches a swapped factor
     h.update(over)
     return h
 
