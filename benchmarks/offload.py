@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.ops import TorchOps  # noqa: E402
 from ltx2.transformer import LTXAVTransformer  # noqa: E402
-from model_loaders.offload import enable_block_streaming, module_bytes  # noqa: E402
+from host.offload import enable_block_streaming, module_bytes  # noqa: E402
 from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402
 from transformer import PRESETS, make_inputs  # noqa: E402  (benchmarks/transformer.py)
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_loaders.gemma_loading import GEMMA3_FAMILY, SLIDING_PATTERN, GemmaSource, StoredWeight, build_gemma_model  # noqa: E402
-from model_loaders.gemma_streaming import GemmaEncoder  # noqa: E402
+from host.gemma_streaming import GemmaEncoder  # noqa: E402
 from model_loaders.gemma_tokenizer import GemmaTokenizerBase  # noqa: E402
 
 SHAPES = {

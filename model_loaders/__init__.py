@@ -5,11 +5,10 @@ Modules:
   checkpoint        ``read_checkpoint`` / ``transformer_config`` / ``build_transformer``
   layouts           official key layouts per component (header config -> {key: shape})
   tiny_layouts      tiny official-layout checkpoints for tests and tools
-  comfy_model       the ComfyUI MODEL glue: latent format, model config, BaseModel, adapter
-  comfy_loading     file -> ComfyUI MODEL (weight dtype, strict load, ModelPatcher)
 
-File reading here never imports ComfyUI (only ``comfy_model.py`` and ``comfy_loading.py``
-do, and nothing else here imports them), so tools and tests use these modules without a host.
+File reading here never imports ComfyUI, so tools and tests use these modules without a host.
+What runs inside ComfyUI (the MODEL wrapper, LoRA patching, offload, the text-encoder runtime)
+lives in ``host/``.
 
 Import pattern.  This package is imported two ways: as ``<pack>.model_loaders`` when ComfyUI
 loads the pack (under whatever alias the folder gets, e.g. ``openltx``), and as top-level

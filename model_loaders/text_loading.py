@@ -16,7 +16,7 @@ How many hidden states the projection takes (49 for Gemma-3-12B) is read off the
 weight; their width is the header's ``caption_channels`` (3840).
 
 ``text_conditioning`` wraps the projector's two outputs into ComfyUI's CONDITIONING list
-(see ``comfy_model.py``); it returns plain Python lists and imports nothing from ComfyUI.
+(see ``host/model.py``); it returns plain Python lists and imports nothing from ComfyUI.
 """
 
 from __future__ import annotations

@@ -17,18 +17,19 @@ import folder_paths
 import node_helpers
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_aux, comfy_model
-from ..model_loaders import lora as L
+from ..host import aux_models, model as host_model
+from ..host import lora as L
+from ..model_loaders.safetensors_file import CheckpointError
 from ..samplers import conditioning as C
 
 CATEGORY = "OpenLTX/conditioning"
-FRAME_STEP = comfy_model.VIDEO_TIME_STRIDE
+FRAME_STEP = host_model.VIDEO_TIME_STRIDE
 
 
 # --------------------------------------------------------------------------- plumbing
 def _streams(latent, node: str, what: str = "latent"):
     try:
-        return comfy_aux.split_latent(latent, node)
+        return aux_models.split_latent(latent, node)
     except ValueError as err:
         raise ValueError(f"{err} (input '{what}')") from None
 
@@ -170,7 +171,7 @@ class OpenLTXKeyframe(io.ComfyNode):
         if strength < 1.0:
             noise = comfy.sample.prepare_noise(image, int(noise_seed)).to(image)
         item = C.Keyframe(latent=image, frame_index=int(frame_index), strength=float(strength), noise=noise)
-        key = comfy_model.KEYFRAMES_KEY
+        key = host_model.KEYFRAMES_KEY
         return io.NodeOutput(_append(positive, key, item), _append(negative, key, item), latent)
 
 
@@ -272,7 +273,7 @@ class OpenLTXExtendVideo(io.ComfyNode):
         v, a = _streams(latent, node)
         if v is None:
             raise ValueError(f"{node}: the latent has no video stream")
-        fps = float(latent.get("frame_rate") or comfy_model.DEFAULT_FRAME_RATE)
+        fps = float(latent.get("frame_rate") or host_model.DEFAULT_FRAME_RATE)
         new_f = (frames - 1) // FRAME_STEP + 1
         steps = max(1, C.P.audio_latent_steps(frames, fps)) if a is not None else None
         video, vm, audio, am = _run(node, C.extend_video, v, keep_latent_frames, new_f, a, steps, fps)
@@ -331,7 +332,7 @@ class OpenLTXReferenceVideoGuide(io.ComfyNode):
         elif attention_strength < 1.0:
             attention = torch.full((1, ref.shape[2] * ref.shape[3] * ref.shape[4]), float(attention_strength))
         item = C.ReferenceVideo(latent=ref, downscale_factor=k, strength=float(strength), attention=attention)
-        key = comfy_model.REFERENCE_KEY
+        key = host_model.REFERENCE_KEY
         return io.NodeOutput(_append(positive, key, item), _append(negative, key, item))
 
 
@@ -362,12 +363,12 @@ class OpenLTXLoraLoader(io.ComfyNode):
         path = folder_paths.get_full_path("loras", lora_name)
         if path is None:
             raise ValueError(f"{node}: {lora_name!r} is not in the 'loras' folder")
-        if not isinstance(model.model, comfy_model.LTX2Model):
+        if not isinstance(model.model, host_model.LTX2Model):
             raise ValueError(f"{node}: the model is not an LTX-2 MODEL (load it with LTX-2 Checkpoint Loader)")
         try:
             factor = L.reference_downscale_factor(path)
             patched = model if strength == 0 else L.apply_lora(model, L.read_lora(path), strength, lora_name)
-        except L.CheckpointError as err:
+        except CheckpointError as err:
             raise ValueError(f"{node}: {err}") from None
         return io.NodeOutput(patched, factor)
 

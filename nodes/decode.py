@@ -8,7 +8,7 @@ import comfy.utils
 from comfy_api.v0_0_2 import io
 
 from ..media.image_prep import DEFAULT_IMAGE_CRF, MAX_CRF, crf_roundtrip
-from ..model_loaders import comfy_aux
+from ..host import aux_models
 from .loaders import AudioVAEType, VideoVAEType
 
 SIZE_STEP = 32
@@ -59,7 +59,7 @@ def tiling_inputs() -> list:
 
 
 def decode_options(kw: dict) -> dict:
-    """Keyword arguments for ``comfy_aux.decode_video`` from the node inputs above."""
+    """Keyword arguments for ``aux_models.decode_video`` from the node inputs above."""
     return {
         "tiling": kw.get("tiling", "auto"),
         "tile_sizes": {k: kw[k] for k in TILE_SIZE_INPUTS if k in kw},
@@ -128,19 +128,19 @@ class OpenLTXDecode(io.ComfyNode):
     @classmethod
     def execute(cls, latent, video_vae, audio_vae=None, **kw) -> io.NodeOutput:
         node = "LTX-2 Decode"
-        video, audio = comfy_aux.split_latent(latent, node)
+        video, audio = aux_models.split_latent(latent, node)
         if video is None:
             raise ValueError(f"{node}: the latent holds only an audio stream (shape {tuple(audio.shape)}); connect a "
                              "video or nested video+audio LTX-2 latent")  # fmt: skip
-        vae = comfy_aux.require(video_vae, "video VAE", node, "OPENLTX_VAE")
+        vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
         options = decode_options(kw)
-        chunks = run(node, lambda: list(comfy_aux.decode_video(vae, video, progress=TileProgress(), **options)))
+        chunks = run(node, lambda: list(aux_models.decode_video(vae, video, progress=TileProgress(), **options)))
         frames = torch.cat(chunks, dim=1)  # (B, F, H, W, 3)
         images = frames.reshape(-1, *frames.shape[2:])
         sound = None
         if audio is not None and audio_vae is not None:
-            aud = comfy_aux.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
-            sound = run(node, comfy_aux.decode_audio, aud, audio)
+            aud = aux_models.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
+            sound = run(node, aux_models.decode_audio, aud, audio)
         return io.NodeOutput(images, sound)
 
 
@@ -196,7 +196,7 @@ class OpenLTXEncodeImage(io.ComfyNode):
     @classmethod
     def execute(cls, image, video_vae, width=0, height=0, crf=DEFAULT_IMAGE_CRF) -> io.NodeOutput:
         node = "LTX-2 Encode Image"
-        vae = comfy_aux.require(video_vae, "video VAE", node, "OPENLTX_VAE")
+        vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
         if image.ndim != 4 or image.shape[-1] not in (3, 4):
             raise ValueError(f"{node}: expected an IMAGE (B, H, W, 3), got shape {tuple(image.shape)}")
         image = image[..., :3]
@@ -217,7 +217,7 @@ class OpenLTXEncodeImage(io.ComfyNode):
         image = run(node, crf_roundtrip, image, crf)  # on the full-size image, as the reference does
         if (th, tw) != (h, w):
             image = comfy.utils.common_upscale(image.movedim(-1, 1), tw, th, "bilinear", "center").movedim(1, -1)
-        latent = run(node, comfy_aux.encode_image, vae, image)
+        latent = run(node, aux_models.encode_image, vae, image)
         return io.NodeOutput({"samples": latent})
 
 
@@ -247,13 +247,13 @@ class OpenLTXEncodeAudio(io.ComfyNode):
     @classmethod
     def execute(cls, audio, audio_vae) -> io.NodeOutput:
         node = "LTX-2 Encode Audio"
-        aud = comfy_aux.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
+        aud = aux_models.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise ValueError(f"{node}: expected an AUDIO {{'waveform': (B, C, N), 'sample_rate': int}}")
         wave = audio["waveform"]
         if wave.ndim != 3 or wave.shape[-1] == 0:
             raise ValueError(f"{node}: expected a waveform (B, C, N) with N > 0, got shape {tuple(wave.shape)}")
-        latent = run(node, comfy_aux.encode_audio, aud, wave, audio["sample_rate"])
+        latent = run(node, aux_models.encode_audio, aud, wave, audio["sample_rate"])
         return io.NodeOutput({"samples": latent, "type": "audio"})
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_aux, comfy_model
+from ..host import aux_models, model as host_model
 from .loaders import UpscalerType, VideoVAEType
 
-SIZE_STEP = comfy_model.VIDEO_SPACE_STRIDE  # 32 px per latent cell
-FRAME_STEP = comfy_model.VIDEO_TIME_STRIDE  # 8 frames per latent frame, plus the first
+SIZE_STEP = host_model.VIDEO_SPACE_STRIDE  # 32 px per latent cell
+FRAME_STEP = host_model.VIDEO_TIME_STRIDE  # 8 frames per latent frame, plus the first
 MAX_SIZE = 16384
 MAX_FRAMES = 8 * 1024 + 1
 
@@ -106,7 +106,7 @@ class OpenLTXEmptyLatent(io.ComfyNode):
             errors.append(f"fps {fps} must be positive")
         if errors:
             raise ValueError("LTX-2 Empty Latent: " + "; ".join(errors))
-        return io.NodeOutput(comfy_model.empty_latent(width, height, frames, fps, batch_size))
+        return io.NodeOutput(host_model.empty_latent(width, height, frames, fps, batch_size))
 
 
 class OpenLTXLatentUpscale(io.ComfyNode):
@@ -143,22 +143,22 @@ class OpenLTXLatentUpscale(io.ComfyNode):
     @classmethod
     def execute(cls, latent, upscaler, video_vae) -> io.NodeOutput:
         node = "LTX-2 Latent Upscale"
-        up = comfy_aux.require(upscaler, "upscaler", node, "OPENLTX_UPSCALER")
-        vae = comfy_aux.require(video_vae, "video VAE", node, "OPENLTX_VAE")
-        video, audio = comfy_aux.split_latent(latent, node)
+        up = aux_models.require(upscaler, "upscaler", node, "OPENLTX_UPSCALER")
+        vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
+        video, audio = aux_models.split_latent(latent, node)
         if video is None:
             raise ValueError(
                 f"{node}: the latent has no video stream (only audio {tuple(audio.shape)}); nothing to upscale"
             )
         try:
-            out = comfy_aux.upscale_video(up, vae, video)
+            out = aux_models.upscale_video(up, vae, video)
         except ValueError as err:
             raise ValueError(f"{node}: {err}") from err
         extra = {}
         time_factor = up.module.config.scale[0]
         if time_factor != 1.0 and "frame_rate" in latent:
             extra["frame_rate"] = float(latent["frame_rate"]) * time_factor
-        return io.NodeOutput(comfy_aux.join_latent(latent, out, audio, **extra))
+        return io.NodeOutput(aux_models.join_latent(latent, out, audio, **extra))
 
 
 NODES = [OpenLTXEmptyLatent, OpenLTXLatentUpscale]

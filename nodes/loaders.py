@@ -7,9 +7,9 @@ import os
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_aux, comfy_loading, offload_policy
+from ..host import aux_models, model_loading, offload_policy
 
-# The pack's own types (nothing in core fits): values are ``comfy_aux.AuxModel`` objects.
+# The pack's own types (nothing in core fits): values are ``aux_models.AuxModel`` objects.
 VideoVAEType = io.Custom("OPENLTX_VAE")
 AudioVAEType = io.Custom("OPENLTX_AUDIO_VAE")
 UpscalerType = io.Custom("OPENLTX_UPSCALER")
@@ -168,7 +168,7 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
     def execute(cls, ckpt_name, weight_dtype="default", quantize="none", offload="off") -> io.NodeOutput:
         path = resolve_checkpoint(ckpt_name)
         try:
-            model = comfy_loading.load_ltx2_model(path, weight_dtype, quantize=quantize)
+            model = model_loading.load_ltx2_model(path, weight_dtype, quantize=quantize)
         except (ValueError, OSError) as err:  # CheckpointError, ConfigError, ModelLoadError, I/O
             raise RuntimeError(f"LTX-2 Checkpoint Loader: cannot load {ckpt_name!r}: {err}") from err
         offload_policy.attach_to_patcher(model, offload)  # "off": nothing is attached
@@ -277,7 +277,7 @@ class OpenLTXVAELoader(io.ComfyNode):
     def execute(cls, vae_name, dtype="default") -> io.NodeOutput:
         path = _resolve(vae_name, ("checkpoints", "vae"), ("", VAE_PREFIX), "LTX-2 VAE Loader")
         try:
-            video, audio = comfy_aux.load_vae_file(path, dtype)
+            video, audio = aux_models.load_vae_file(path, dtype)
         except (ValueError, OSError) as err:
             raise RuntimeError(f"LTX-2 VAE Loader: cannot load {vae_name!r}: {err}") from err
         return io.NodeOutput(video, audio)
@@ -327,7 +327,7 @@ class OpenLTXUpscalerLoader(io.ComfyNode):
         _ensure_folder("latent_upscale_models")
         path = _resolve(upscaler_name, UPSCALER_FOLDERS, ("", "upscale_models/"), "LTX-2 Latent Upscaler Loader")
         try:
-            up = comfy_aux.load_upscaler_file(path, dtype)
+            up = aux_models.load_upscaler_file(path, dtype)
         except (ValueError, OSError) as err:
             raise RuntimeError(f"LTX-2 Latent Upscaler Loader: cannot load {upscaler_name!r}: {err}") from err
         return io.NodeOutput(up)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders import comfy_aux
+from ..host import aux_models
 from ..samplers import comfy_samplers, schedules, steppers
 
 CATEGORY = "OpenLTX/sampling"
@@ -50,7 +50,7 @@ class OpenLTXScheduler(io.ComfyNode):
         node = "LTX-2 Scheduler"
         tokens = None
         if latent is not None:
-            video, audio = comfy_aux.split_latent(latent, node)
+            video, audio = aux_models.split_latent(latent, node)
             if video is None:
                 raise ValueError(f"{node}: the latent has no video stream (only audio {tuple(audio.shape)}); "
                                  "the shift is computed from video tokens: disconnect the latent to use 4096")

@@ -11,7 +11,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..model_loaders.text_encoder import LTXTextEncoder
+from ..host.text_encoder import LTXTextEncoder
 from ..model_loaders.text_loading import text_conditioning
 from .loaders import checkpoint_options, resolve_checkpoint, unlisted_file_error
 

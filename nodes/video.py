@@ -11,7 +11,7 @@ from comfy_api.input_impl import VideoFromFile
 from comfy_api.v0_0_2 import io, ui
 
 from ..media.mp4_writer import Mp4Writer, fps_fraction, next_free_path
-from ..model_loaders import comfy_aux
+from ..host import aux_models
 from .decode import TileProgress, decode_options, run, tiling_inputs
 from .loaders import AudioVAEType, VideoVAEType
 
@@ -80,17 +80,17 @@ class OpenLTXSaveVideo(io.ComfyNode):
     def execute(cls, latent, video_vae, audio_vae=None, fps=0.0, filename_prefix="video/LTX-2", crf=19,
                 **kw) -> io.NodeOutput:  # fmt: skip
         node = "LTX-2 Save Video"
-        video, audio = comfy_aux.split_latent(latent, node)
+        video, audio = aux_models.split_latent(latent, node)
         if video is None:
             raise ValueError(f"{node}: the latent holds no video stream (only audio {tuple(audio.shape)})")
-        vae = comfy_aux.require(video_vae, "video VAE", node, "OPENLTX_VAE")
+        vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
         run(node, vae.module.check_latent, video)  # before any work: a latent of another model
         rate = fps_fraction(fps if fps > 0 else float(latent.get("frame_rate", DEFAULT_FPS)))
 
         sound = None  # small next to the video: decoded whole, before the frames
         if audio is not None and audio_vae is not None:
-            aud = comfy_aux.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
-            sound = run(node, comfy_aux.decode_audio, aud, audio)
+            aud = aux_models.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
+            sound = run(node, aux_models.decode_audio, aud, audio)
 
         b, _, _, h, w = video.shape
         height, width = h * 32, w * 32
@@ -107,7 +107,7 @@ class OpenLTXSaveVideo(io.ComfyNode):
                 if sound is not None:
                     writer.write_audio(sound["waveform"][min(i, sound["waveform"].shape[0] - 1)])
                 writers.append(writer)
-            chunks = comfy_aux.decode_video(vae, video, progress=TileProgress(), **decode_options(kw))
+            chunks = aux_models.decode_video(vae, video, progress=TileProgress(), **decode_options(kw))
             for chunk in chunks:  # (B, f, H, W, 3) in [0, 1], as the decoder finishes them
                 for writer, frames in zip(writers, chunk):
                     writer.write_frames(frames)

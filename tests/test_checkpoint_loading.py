@@ -134,7 +134,10 @@ def test_build_equals_a_model_holding_the_file_state(tiny, version):
     reference.load_state_dict(sd, strict=True)
     built = C.build_transformer(tiny[version, "bundle"])
     for (ours, ref) in zip(run_forward(built), run_forward(reference.eval())):
-        assert torch.equal(ours, ref)
+        # Same weights and math; bit equality is not promised: tensors assigned from the file
+        # and copied ones can differ in alignment, and the CPU kernels pick their vector path by
+        # it (seen here: 2.3 differs in the last float32 bit on some machines).
+        torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_dtype_device_and_operations(tiny):

@@ -1,4 +1,4 @@
-"""The ComfyUI MODEL glue (model_loaders/comfy_model.py) adds no error to the transformer.
+"""The ComfyUI MODEL glue (host/model.py) adds no error to the transformer.
 
 The MODEL is built with ``build_ltx2_model`` from the tiny transformer of
 ``model_loaders.tiny_layouts`` (header and random weights, the released models' latent widths)
@@ -22,8 +22,8 @@ from openltx.ltx2 import positions as P
 from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer
-from openltx.model_loaders import comfy_loading as loading
-from openltx.model_loaders import comfy_model as cm
+from openltx.host import model_loading as loading
+from openltx.host import model as cm
 from openltx.model_loaders import tiny_layouts as T
 
 TOL = 1e-5

@@ -32,7 +32,7 @@ import folder_paths
 
 from openltx.ltx2 import positions as P
 from openltx.ltx2.inputs import StreamInput
-from openltx.model_loaders import comfy_model as cm
+from openltx.host import model as cm
 from openltx.samplers import conditioning as C
 from test_comfy_model import Setup, assert_close
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from openltx.model_loaders import comfy_loading as loading
+from openltx.host import model_loading as loading
 
 from quant_fixtures import rel, run, write_small_checkpoint
 

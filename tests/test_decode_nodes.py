@@ -16,8 +16,8 @@ import torch
 import comfy.nested_tensor
 import folder_paths
 
-from openltx.model_loaders import comfy_aux
-from openltx.model_loaders.comfy_aux import AuxModel, Unavailable
+from openltx.host import aux_models
+from openltx.host.aux_models import AuxModel, Unavailable
 from openltx.model_loaders.tiny_layouts import write_tiny_checkpoint
 from openltx.ltx2.upsampler import upsample_latent
 from openltx.model_loaders.upsampler_loading import load_upsampler, tiny_upsampler_config, write_tiny_upsampler
@@ -132,14 +132,14 @@ def test_save_video_writes_an_mp4_with_sound(vaes, host, monkeypatch):
     video_vae, audio_vae = vaes
     latent = _latent(frames=25, size=64, fps=24.0)
     chunks = []
-    real = comfy_aux.decode_video
+    real = aux_models.decode_video
 
     def spy(*a, **k):  # record the streamed chunk sizes
         for c in real(*a, **k):
             chunks.append(c.shape[1])
             yield c
 
-    monkeypatch.setattr(comfy_aux, "decode_video", spy)
+    monkeypatch.setattr(aux_models, "decode_video", spy)
     out = OpenLTXSaveVideo.execute(latent, video_vae, audio_vae, 0.0, "clips/tiny", 19,
                                    tiling="custom", spatial_tile=0, temporal_tile=24, temporal_overlap=16)  # fmt: skip
     assert len(chunks) >= 2 and sum(chunks) == 25  # streamed in temporal chunks

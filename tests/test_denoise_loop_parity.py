@@ -40,7 +40,7 @@ from ltx_core.types import AudioLatentShape, VideoLatentShape
 from ltx_reference import reference_model
 from openltx.ltx2 import positions as P
 from openltx.ltx2.config import TransformerConfig
-from openltx.model_loaders import comfy_loading as loading
+from openltx.host import model_loading as loading
 from openltx.model_loaders import tiny_layouts as T
 from openltx.samplers import guidance as G
 from openltx.samplers.comfy_guider import MultimodalGuider

@@ -16,7 +16,7 @@ import torch
 
 import tiny_gemma as tg
 from openltx.model_loaders.gemma_loading import check_width, inspect_gemma
-from openltx.model_loaders.gemma_streaming import GemmaEncoder
+from openltx.host.gemma_streaming import GemmaEncoder
 from openltx.model_loaders.gemma_tokenizer import HFGemmaTokenizer, SentencePieceGemmaTokenizer, load_tokenizer
 from openltx.model_loaders.safetensors_file import CheckpointError
 
@@ -204,7 +204,7 @@ def test_pack_runs_on_transformers_5(files, tmp_path):
         f"sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parent.parent)!r}]\n"
         "assert transformers.__version__.startswith('5.'), transformers.__version__\n"
         "from model_loaders.gemma_loading import inspect_gemma\n"
-        "from model_loaders.gemma_streaming import GemmaEncoder\n"
+        "from host.gemma_streaming import GemmaEncoder\n"
         "out = {}\n"
         f"for name in ('hf', 'comfy', 'fp8'):\n"
         f"    p = {{'hf': {str(files['hf'])!r}, 'comfy': {str(files['comfy'])!r}, 'fp8': {str(files['fp8'])!r}}}[name]\n"

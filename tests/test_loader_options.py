@@ -10,7 +10,7 @@ import torch
 
 import comfy.patcher_extension as pe
 
-from openltx.model_loaders import offload_policy
+from openltx.host import offload_policy
 from openltx.nodes.loaders import OpenLTXCheckpointLoader, checkpoint_options
 from test_nodes_inprocess import CKPT, conditioning, empty_latent, folders, model_dirs  # noqa: F401  (fixtures)
 

@@ -16,8 +16,9 @@ import comfy.model_management as mm
 import folder_paths
 import nodes as comfy_nodes
 
-from openltx.model_loaders import comfy_loading as loading
-from openltx.model_loaders import lora as L
+from openltx.host import model_loading as loading
+from openltx.host import lora as L
+from openltx.model_loaders import lora_file
 from openltx.nodes.conditioning import OpenLTXLoraLoader
 from test_comfy_model import Setup, assert_close, tiny_transformer
 
@@ -37,10 +38,10 @@ def loras(tmp_path, monkeypatch, setup):
     monkeypatch.setattr(folder_paths, "filename_list_cache", {})
     _, sd = tiny_transformer("2.0")
     written = {
-        "a.safetensors": L.write_tiny_lora(tmp_path / "a.safetensors", sd, rank=2, seed=1),
-        "ic.safetensors": L.write_tiny_lora(tmp_path / "ic.safetensors", sd, rank=3, seed=2, downscale_factor=2,
+        "a.safetensors": lora_file.write_tiny_lora(tmp_path / "a.safetensors", sd, rank=2, seed=1),
+        "ic.safetensors": lora_file.write_tiny_lora(tmp_path / "ic.safetensors", sd, rank=3, seed=2, downscale_factor=2,
                                             layers=[k[:-7] for k in sd if k.endswith("ff.net.2.weight")]),
-        "alpha.safetensors": L.write_tiny_lora(tmp_path / "alpha.safetensors", sd, rank=2, seed=3, alpha=8.0),
+        "alpha.safetensors": lora_file.write_tiny_lora(tmp_path / "alpha.safetensors", sd, rank=2, seed=3, alpha=8.0),
     }
     from safetensors.torch import save_file
 

@@ -1,4 +1,4 @@
-"""Block streaming (model_loaders/offload.py) on the simulated CPU device.
+"""Block streaming (host/offload.py) on the simulated CPU device.
 
 Streaming only moves tensors, so every streamed output must equal the fully resident one
 exactly (``torch.equal``), and the bookkeeping of weight bytes on the "device" must stay
@@ -19,8 +19,8 @@ from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import Perturbations, Skip, SkipRule, StreamInput
 from openltx.ltx2.ops import TorchOps
 from openltx.ltx2.transformer import LTXAVTransformer
-from openltx.model_loaders.offload import enable_block_streaming, module_bytes, tensor_bytes
-from openltx.model_loaders import offload_policy as policy
+from openltx.host.offload import enable_block_streaming, module_bytes, tensor_bytes
+from openltx.host import offload_policy as policy
 
 LAYERS = 4
 

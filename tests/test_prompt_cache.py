@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import tiny_gemma as tg
-from openltx.model_loaders.prompt_cache import PromptCache
+from openltx.host.prompt_cache import PromptCache
 from openltx.model_loaders.safetensors_file import CheckpointError
-from openltx.model_loaders.text_encoder import LTXTextEncoder
+from openltx.host.text_encoder import LTXTextEncoder
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 import comfy.lora
 import comfy.model_patcher
 
-from openltx.model_loaders import comfy_loading as loading
+from openltx.host import model_loading as loading
 from openltx.model_loaders.quant import fp8 as fp8_mod
 from openltx.model_loaders.quant import gguf_dequant as gd
 from openltx.model_loaders.quant import gguf_format, kquants

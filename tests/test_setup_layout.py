@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_ci_script_runs_setup_and_tests(repo_root):
 
 @pytest.mark.parametrize(
     "folder",
-    ["ltx2", "model_loaders", "samplers", "nodes", "workflows", "tools", "benchmarks", "tests", "web/docs"],
+    ["ltx2", "model_loaders", "host", "samplers", "nodes", "workflows", "tools", "benchmarks", "tests", "web/docs"],
 )
 def test_layout_folder_exists(repo_root, folder):
     assert (repo_root / folder).is_dir(), f"{folder}/ is missing (see shared/DESIGN.md, Layers)"
@@ -108,3 +109,50 @@ def test_pack_imports_in_process(openltx_pack):
     assert not hasattr(openltx_pack, "NODE_CLASS_MAPPINGS"), (
         "ComfyUI 0.3.75 takes V1 NODE_CLASS_MAPPINGS first and then ignores comfy_entrypoint()"
     )
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Top-level names of the modules a file imports (absolute and package-relative).
+
+    An import inside ``try: ... except ImportError`` is optional (e.g. the quantized ops poll
+    ComfyUI's interrupt hook when a host is there) and not counted.
+    """
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    optional: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+        ):
+            optional.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level >= 2 or node.level == 0:  # `from ..x import y`: x is a sibling package of the pack
+                names.add(module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("ltx2", {"comfy", "comfy_api", "comfy_extras", "nodes", "host", "model_loaders", "samplers"}),
+        ("model_loaders", {"comfy", "comfy_api", "comfy_extras", "nodes", "host"}),
+        ("samplers", {"nodes", "host"}),
+        ("host", {"nodes"}),
+    ],
+)
+def test_layers_point_down(repo_root, package, forbidden):
+    """DESIGN.md's layers: ltx2/ and model_loaders/ never import ComfyUI; nothing imports nodes/."""
+    offenders = {
+        str(p.relative_to(repo_root)): sorted(_imported_modules(p) & forbidden)
+        for p in sorted((repo_root / package).rglob("*.py"))
+        if _imported_modules(p) & forbidden
+    }
+    assert not offenders, f"{package}/ imports what its layer must not: {offenders}"

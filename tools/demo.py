@@ -86,22 +86,11 @@ def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Pat
         elif folder == "latent_upscale_models":
             write_tiny_upsampler(path, tiny_upsampler_config("spatial"), seed=seed)
         elif folder == "loras":
-            _host_importable()  # model_loaders.lora imports comfy.lora
-            from model_loaders.lora import write_tiny_lora
+            from model_loaders.lora_file import write_tiny_lora
 
             write_tiny_lora(path, _tiny_transformer_weights(model_dirs), seed=seed)
         written.append(path)
     return written
-
-
-def _host_importable() -> None:
-    """Put the ComfyUI host on sys.path (CPU mode, as the tests do) unless comfy already imports."""
-    if "comfy" in sys.modules:
-        return
-    sys.path.insert(0, str(comfy_path()))
-    from comfy.cli_args import args
-
-    args.cpu = True  # before anything imports comfy.model_management (no GPU needed to write a file)
 
 
 def _tiny_transformer_weights(model_dirs: dict[str, Path]) -> dict:

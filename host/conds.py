@@ -1,4 +1,4 @@
-"""Model conds and per-token masks of the LTX-2 MODEL (used by ``comfy_model``).
+"""Model conds and per-token masks of the LTX-2 MODEL (used by ``host.model``).
 
 * ``CONDAppendedTokens``: the ``openltx_keyframes`` / ``openltx_reference`` conds (tuples of
   ``samplers.conditioning.Keyframe`` / ``ReferenceVideo``), batched across cond / uncond.

@@ -29,9 +29,9 @@ import comfy.model_patcher
 import comfy.nested_tensor
 import comfy.ops
 
-from .safetensors_file import parse_config, read_header
-from .upsampler_loading import load_upsampler
-from .video_vae_loading import load_video_vae
+from ..model_loaders.safetensors_file import parse_config, read_header
+from ..model_loaders.upsampler_loading import load_upsampler
+from ..model_loaders.video_vae_loading import load_video_vae
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def load_vae_file(path: str, dtype_choice: str = "default") -> tuple[AuxModel | 
 
 
 def _load_audio(path: str, dtype, load_device, offload_device) -> AuxModel:
-    from . import audio_loading  # the audio engineer's module: imported when a file has audio
+    from ..model_loaders import audio_loading  # the audio engineer's module: imported when a file has audio
 
     audio_vae = audio_loading.load_audio_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
     vocoder = audio_loading.load_vocoder(path, dtype=dtype, device=offload_device, operations=OPERATIONS)

@@ -13,7 +13,7 @@ management all work on it:
                          ComfyUI's call convention on top.  It *subclasses* the transformer,
                          so its state-dict keys stay the checkpoint's bare keys (LoRA files
                          that name ``diffusion_model.transformer_blocks.N...`` map directly).
-Loading a file into a ``ModelPatcher`` lives in ``comfy_loading.py``.
+Loading a file into a ``ModelPatcher`` lives in ``model_loading.py``.
 
 Latent
 ------
@@ -98,14 +98,14 @@ from ..ltx2.config import TransformerConfig
 from ..ltx2.inputs import Perturbations, StreamInput
 from ..ltx2.transformer import LTXAVTransformer
 from ..samplers import conditioning as C
-from .comfy_conds import (
+from .conds import (
     DENOISE_MASK_KEY,
     KEYFRAMES_KEY,
     REFERENCE_KEY,
     CONDAppendedTokens,
     token_masks,
 )
-from .safetensors_file import CheckpointError
+from ..model_loaders.safetensors_file import CheckpointError
 
 
 DEFAULT_FRAME_RATE = 24.0

@@ -26,8 +26,12 @@ from typing import Callable
 
 import torch
 
-from .gemma_loading import GemmaSource, StoredWeight, build_gemma_model, check_keys, read_weights
-from .gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase, load_tokenizer
+try:  # <pack>.host, or top-level host (benchmarks, the transformers-5 subprocess test)
+    from ..model_loaders.gemma_loading import GemmaSource, StoredWeight, build_gemma_model, check_keys, read_weights
+    from ..model_loaders.gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase, load_tokenizer
+except ImportError:
+    from model_loaders.gemma_loading import GemmaSource, StoredWeight, build_gemma_model, check_keys, read_weights
+    from model_loaders.gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase, load_tokenizer
 
 # Activation memory of one 1024-token encode (hidden states of every layer, attention, MLP),
 # per unit of hidden size x layers; measured ~0.6 GB for 12B in bf16, rounded up.

@@ -21,10 +21,10 @@ import comfy.model_patcher
 import comfy.utils
 
 from ..ltx2.config import TransformerConfig
-from . import checkpoint
-from .comfy_model import SUPPORTED_DTYPES, WEIGHT_DTYPE_OPTIONS, LTX2Model, LTX2ModelConfig, ModelLoadError
-from .quant import formats as qformats
-from .quant.ops import quantized_operations
+from ..model_loaders import checkpoint
+from .model import SUPPORTED_DTYPES, WEIGHT_DTYPE_OPTIONS, LTX2Model, LTX2ModelConfig, ModelLoadError
+from ..model_loaders.quant import formats as qformats
+from ..model_loaders.quant.ops import quantized_operations
 from ..ltx2.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, of
     dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, dense_keys) or torch.bfloat16, load_device, _numel(info, keys))
     model = _new_model(config, dtype, load_device, quantized=True)
     if fmt == "comfy_quant":
-        from .safetensors_file import load_tensors
+        from ..model_loaders.safetensors_file import load_tensors
 
         markers = load_tensors(path, [k for k in keys if k.endswith(".comfy_quant")])
         qformats.comfy_quant_layers(path, info.metadata, markers, prefix)
@@ -286,7 +286,7 @@ def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, of
 
 def _load_gguf(path, weight_dtype, load_device, offload_device):
     """A GGUF transformer: quantized Linears keep their bytes; the rest is dequantized once."""
-    from .quant import gguf_format
+    from ..model_loaders.quant import gguf_format
 
     g = gguf_format.read_gguf(path)
     try:

@@ -33,7 +33,7 @@ Add an ``offload`` string input to ``OpenLTXCheckpointLoader`` (options ``"auto"
 on the GPU as fit; stream the rest from CPU memory. auto: use free VRAM after what ComfyUI
 has loaded"), and after ``load_ltx2_model(...)`` returned the ModelPatcher call::
 
-    from ..model_loaders.offload_policy import attach_to_patcher
+    from ..host.offload_policy import attach_to_patcher
     attach_to_patcher(patcher, offload)      # "off" -> no-op; "auto"; "8" (GB)
 
 ``parse_offload`` validates the option string (raise its ``ValueError`` as the node error).

@@ -21,12 +21,12 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import read_checkpoint
-from .gemma_loading import GemmaSource, check_width, inspect_gemma
+from ..model_loaders.checkpoint import read_checkpoint
+from ..model_loaders.gemma_loading import GemmaSource, check_width, inspect_gemma
 from .gemma_streaming import GemmaEncoder, activation_bytes
-from .gemma_tokenizer import MAX_LENGTH
+from ..model_loaders.gemma_tokenizer import MAX_LENGTH
 from .prompt_cache import PromptCache, cache_key, file_identity
-from .text_loading import load_text_projector, text_projector_config
+from ..model_loaders.text_loading import load_text_projector, text_projector_config
 
 Placement = Callable[[int, int], tuple[torch.device, "int | None"]]
 
