@@ -290,3 +290,14 @@ def test_default_models_folder_is_the_comfyui_the_pack_is_in(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"models folder: {comfy / 'models'}" in proc.stdout
     assert files_under(comfy / "models") == {f"latent_upscale_models/{f.name}" for f in UPSCALERS}
+
+
+@pytest.mark.parametrize("lib", HUB_LIBS)
+def test_a_file_the_repo_no_longer_publishes_is_named(tmp_path, lib):
+    repos = make_repos()
+    del repos[TEMPORAL.repo].files[TEMPORAL.filename]
+    with FakeHub(repos) as hub:
+        proc = run_tool("ltx-2-upscalers", "--models-dir", tmp_path / "models", endpoint=hub.url, home=tmp_path, lib=lib)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{TEMPORAL.repo}/{TEMPORAL.filename} is not on {hub.url}" in proc.stderr, proc.stderr
+    assert "--list" in proc.stderr

@@ -115,10 +115,10 @@ def _is_transient(err: BaseException) -> bool:
         return False
     if isinstance(err, errors.HfHubHTTPError):
         return getattr(getattr(err, "response", None), "status_code", 0) in (408, 429, 500, 502, 503, 504)
-    if isinstance(err, (ConnectionError, TimeoutError)) or "Xet" in type(err).__name__:
+    if isinstance(err, (ConnectionError, TimeoutError)) or type(err).__name__ == "XetDownloadError":
         return True
-    # requests / urllib3 (huggingface_hub 0.x) and httpx / httpx2 (2.x) transport errors
-    if type(err).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "httpcore", "http"):
+    # requests / urllib3 (huggingface_hub 0.x), httpx / httpx2 (2.x) and hf_xet transport errors
+    if type(err).__module__.split(".")[0] in ("requests", "urllib3", "httpx", "httpx2", "httpcore", "http", "hf_xet"):
         return True
     return _is_size_mismatch(err)  # huggingface_hub's own size check after a short transfer
 
