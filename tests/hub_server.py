@@ -12,7 +12,8 @@ What huggingface_hub (0.3x and 2.x) asks when it downloads ``repo/filename``:
   header huggingface_hub turns into ``GatedRepoError`` etc.
 
 A repo is a dict ``{path: bytes}``; ``published_sha`` overrides the sha256 the server announces
-(a corrupted upload), ``announced_size`` the size a HEAD announces; ``gated`` repos want ``Authorization: Bearer <token>``.  Faults per path:
+(a corrupted upload), ``announced_size`` the size a HEAD announces; ``gated`` repos want
+``Authorization: Bearer <token>``.  Faults per path:
 ``drop_after`` closes the connection after that many body bytes (the first time only),
 ``pause_after`` sends that many bytes, then waits until ``resume`` is set (a client can be
 killed meanwhile).  ``requests`` records (method, path, Range header) of every request.

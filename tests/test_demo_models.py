@@ -35,7 +35,8 @@ import model_catalog  # noqa: E402
 T2V = json.loads((REPO / "tests" / "workflows_api" / "ltx2_t2v.json").read_text(encoding="utf-8"))
 GEMMA = "gemma-3-12b-it-qat-q4_0-unquantized"
 SHARDS = [f.name for f in model_catalog.GEMMA_FILES if f.name.startswith("model-")]
-LINE = re.compile(r"^(?P<path>\S+): (?P<why>.+?) -> python tools/download_models.py (?P<preset>\S+) --models-dir (?P<dir>\S+)")
+LINE = re.compile(r"^(?P<path>\S+): (?P<why>.+?) -> python tools/download_models.py (?P<preset>\S+) "
+                  r"--models-dir (?P<dir>\S+)")
 
 
 def tiny_safetensors(path: Path, seed: int = 0) -> Path:

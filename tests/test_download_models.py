@@ -140,7 +140,8 @@ def test_presets_land_in_the_model_folders(tmp_path, lib):
         assert "Traceback" not in proc.stderr
         expected = {f"latent_upscale_models/{SPATIAL.name}", f"latent_upscale_models/{TEMPORAL.name}",
                     f"text_encoders/{FP4.name}"}  # fmt: skip
-        expected |= {f"text_encoders/gemma-3-12b-it-qat-q4_0-unquantized/{f.filename}" for f in model_catalog.GEMMA_FILES}
+        expected |= {f"{f.folder}/{f.filename}" for f in model_catalog.GEMMA_FILES}
+        assert "text_encoders/gemma-3-12b-it-qat-q4_0-unquantized/config.json" in expected
         assert files_under(models) == expected  # nothing else: the staging folder is gone
         for preset in ("ltx-2-upscalers", "gemma-3-12b-qat", "gemma-3-12b-fp4"):
             for f in model_catalog.PRESETS[preset].files:
@@ -297,7 +298,8 @@ def test_a_file_the_repo_no_longer_publishes_is_named(tmp_path, lib):
     repos = make_repos()
     del repos[TEMPORAL.repo].files[TEMPORAL.filename]
     with FakeHub(repos) as hub:
-        proc = run_tool("ltx-2-upscalers", "--models-dir", tmp_path / "models", endpoint=hub.url, home=tmp_path, lib=lib)
+        proc = run_tool("ltx-2-upscalers", "--models-dir", tmp_path / "models", endpoint=hub.url, home=tmp_path,
+                        lib=lib)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"{TEMPORAL.repo}/{TEMPORAL.filename} is not on {hub.url}" in proc.stderr, proc.stderr
     assert "--list" in proc.stderr

@@ -92,5 +92,6 @@ def test_the_workflows_preset_is_what_the_shipped_workflows_name():
                       (v in model_catalog.FILES or v in model_catalog.FOLDERS)}  # fmt: skip
     expected = set()
     for value in named:
-        expected |= set(model_catalog.FOLDERS[value]) if value in model_catalog.FOLDERS else {model_catalog.FILES[value]}
+        in_folder = model_catalog.FOLDERS.get(value)
+        expected |= set(in_folder) if in_folder else {model_catalog.FILES[value]}
     assert set(model_catalog.PRESETS["workflows"].files) == expected

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="presets: " + ", ".join(model_catalog.PRESETS))  # fmt: skip
     parser.add_argument("presets", nargs="*", metavar="PRESET", help="preset(s) to download (see --list)")
     parser.add_argument("--list", action="store_true", help="print the presets and their files as one JSON object")
-    parser.add_argument("--models-dir", help="ComfyUI's models folder (default: the one of the ComfyUI this pack is in)")
+    parser.add_argument("--models-dir",
+                        help="ComfyUI's models folder (default: the one of the ComfyUI this pack is in)")
     parser.add_argument("--force", action="store_true", help="replace a file that is in place with another size")
     parser.add_argument("--verify", action="store_true", help="also hash the files already in place")
     parser.add_argument("--retries", type=int, default=5, help="retries of an interrupted transfer (default 5)")

@@ -150,7 +150,8 @@ def explain(err: BaseException, file: HubFile) -> DownloadError:
         return DownloadError(f"{file.repo} has no revision {file.revision!r} on {endpoint}.")
     if remote_missing and isinstance(err, remote_missing):
         return DownloadError(f"{where} is not on {endpoint} (at revision {file.revision}): the repository no longer "
-                             "publishes that file; `download_models.py --list` shows what this version expects.")  # fmt: skip
+                             "publishes that file; `download_models.py --list` shows what this version "
+                             "expects.")  # fmt: skip
     if isinstance(err, errors.HfHubHTTPError):
         status = getattr(getattr(err, "response", None), "status_code", "?")
         if status in (401, 403):
@@ -284,7 +285,8 @@ def fetch(file: HubFile, models_dir: Path, *, force: bool = False, verify: bool 
     if dest.exists() and not force:
         if dest.stat().st_size != remote.size:
             raise FileRejected(f"{dest} exists with {dest.stat().st_size} bytes but the Hub's file has {remote.size}: "
-                               "left as it is (an older upload or an interrupted copy?); pass --force to replace it")  # fmt: skip
+                               "left as it is (an older upload or an interrupted copy?); pass --force to "
+                               "replace it")  # fmt: skip
         if verify:
             log(f"  {check(dest, file, remote)}: {dest}")
         return "present"
