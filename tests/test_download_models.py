@@ -149,10 +149,12 @@ def test_presets_land_in_the_model_folders(tmp_path, lib):
         assert proc.stdout.count("sha256 ok") == 2 + 5 + 1 + 1  # upscalers, shards, tokenizer.model, fp4
         assert "size" in proc.stdout  # the small json files: their size is what the Hub publishes for them
 
-        # A second run finds everything in place and downloads nothing.
+        # A second run finds everything in place and downloads nothing (--verify hashes what is there).
         before = len(hub.requests)
-        again = run_tool("ltx-2-upscalers", "--models-dir", models, endpoint=hub.url, home=tmp_path, lib=lib)
+        again = run_tool("ltx-2-upscalers", "--models-dir", models, "--verify", endpoint=hub.url, home=tmp_path,
+                         lib=lib)  # fmt: skip
         assert again.returncode == 0 and again.stdout.count("present:") == 2, again.stdout + again.stderr
+        assert again.stdout.count("sha256 ok") == 2
         assert not [r for r in hub.requests[before:] if r[0] == "GET"]
 
 
