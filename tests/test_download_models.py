@@ -303,5 +303,6 @@ def test_a_file_the_repo_no_longer_publishes_is_named(tmp_path, lib):
         proc = run_tool("ltx-2-upscalers", "--models-dir", tmp_path / "models", endpoint=hub.url, home=tmp_path,
                         lib=lib)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"{TEMPORAL.repo}/{TEMPORAL.filename} is not on {hub.url}" in proc.stderr, proc.stderr
+    assert f"REJECTED {TEMPORAL.repo}/{TEMPORAL.filename} is not on {hub.url}" in proc.stderr, proc.stderr
     assert "--list" in proc.stderr
+    assert files_under(tmp_path / "models") == {f"latent_upscale_models/{SPATIAL.name}"}  # the rest came down

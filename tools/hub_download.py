@@ -129,8 +129,6 @@ def explain(err: BaseException, file: HubFile) -> DownloadError:
     endpoint = _endpoint()
     where = f"{file.repo}/{file.filename}"
     token = "HF_TOKEN is set but that account has no access" if os.environ.get("HF_TOKEN") else "HF_TOKEN is not set"
-    remote_missing = tuple(c for c in (getattr(errors, "RemoteEntryNotFoundError", None),
-                                       getattr(errors, "EntryNotFoundError", None)) if c)  # fmt: skip
     if isinstance(err, errors.LocalEntryNotFoundError):
         return DownloadError(f"cannot reach the Hub at {endpoint} to fetch {where}: check the network connection "
                              "(or set HF_ENDPOINT to a reachable mirror) and run the same command again.")  # fmt: skip
@@ -148,7 +146,7 @@ def explain(err: BaseException, file: HubFile) -> DownloadError:
         )
     if isinstance(err, errors.RevisionNotFoundError):
         return DownloadError(f"{file.repo} has no revision {file.revision!r} on {endpoint}.")
-    if remote_missing and isinstance(err, remote_missing):
+    if _is_remote_missing(err):
         return DownloadError(f"{where} is not on {endpoint} (at revision {file.revision}): the repository no longer "
                              "publishes that file; `download_models.py --list` shows what this version "
                              "expects.")  # fmt: skip
@@ -163,6 +161,13 @@ def explain(err: BaseException, file: HubFile) -> DownloadError:
                              "check the network connection (or HF_ENDPOINT) and run the same command again - "
                              "a partial download resumes.")  # fmt: skip
     return DownloadError(f"{where}: {type(err).__name__}: {_first_line(err)}")
+
+
+def _is_remote_missing(err: BaseException) -> bool:
+    """The Hub answered that the repo has no such file (0.3x: EntryNotFoundError, 2.x: RemoteEntryNotFoundError)."""
+    errors = _hub_errors()
+    missing = getattr(errors, "RemoteEntryNotFoundError", None) or errors.EntryNotFoundError
+    return isinstance(err, missing) and not isinstance(err, errors.LocalEntryNotFoundError)
 
 
 def _network_reason(err: BaseException) -> str:
@@ -187,6 +192,8 @@ def remote_file(file: HubFile) -> RemoteFile:
     try:
         meta = get_hf_file_metadata(url)
     except Exception as err:  # noqa: BLE001 - every failure becomes one sentence
+        if _is_remote_missing(err):  # this file only: the rest of the preset may still be there
+            raise FileRejected(str(explain(err, file))) from None
         raise explain(err, file) from None
     if not meta.commit_hash or not meta.etag or meta.size is None:
         raise DownloadError(f"{url} did not answer like the Hugging Face Hub (no commit, ETag or size): a proxy or "
