@@ -156,6 +156,12 @@ def test_presets_land_in_the_model_folders(tmp_path, lib):
         assert again.returncode == 0 and again.stdout.count("present:") == 2, again.stdout + again.stderr
         assert again.stdout.count("sha256 ok") == 2
         assert not [r for r in hub.requests[before:] if r[0] == "GET"]
+        # A file in place whose bytes changed (same size) fails --verify and is left alone.
+        dest = models / TEMPORAL.folder / TEMPORAL.name
+        dest.write_bytes(bytes(b ^ 1 for b in dest.read_bytes()))
+        bad = run_tool("ltx-2-upscalers", "--models-dir", models, "--verify", endpoint=hub.url, home=tmp_path, lib=lib)
+        assert bad.returncode == 1 and f"REJECTED {dest} is in place but sha256" in bad.stderr, bad.stderr
+        assert "--force" in bad.stderr
 
 
 def test_a_file_of_another_size_in_place_is_kept_unless_forced(tmp_path):

@@ -185,7 +185,10 @@ def _first_line(err: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- the Hub
 def remote_file(file: HubFile) -> RemoteFile:
-    """The Hub's metadata of ``file`` (HEAD on its resolve URL); raises DownloadError."""
+    """The Hub's metadata of ``file`` (HEAD on its resolve URL).
+
+    Raises FileRejected when the repo does not have the file, DownloadError for anything else.
+    """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(file.repo, file.filename, revision=file.revision)
@@ -295,7 +298,11 @@ def fetch(file: HubFile, models_dir: Path, *, force: bool = False, verify: bool 
                                "left as it is (an older upload or an interrupted copy?); pass --force to "
                                "replace it")  # fmt: skip
         if verify:
-            log(f"  {check(dest, file, remote)}: {dest}")
+            try:
+                log(f"  {check(dest, file, remote)}: {dest}")
+            except FileRejected as err:
+                raise FileRejected(f"{dest} is in place but {str(err).split(': ', 1)[1]}: left as it is; pass "
+                                   "--force to download it again") from None  # fmt: skip
         return "present"
 
     staging = models_dir / STAGING / file.repo
