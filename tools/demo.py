@@ -14,8 +14,12 @@ server by its pid - also on Ctrl-C or an error.
 Without ``MODELS_DIR`` the demo writes tiny random checkpoints (LTX-2 layout, random weights)
 and a tiny random Gemma, and renders a small clip from them: the result is noise, it only shows
 that the whole graph runs.  With ``MODELS_DIR`` (a ComfyUI-style ``models`` folder with
-``checkpoints/``, ``text_encoders/``, ... or one flat folder holding the files) the official files
-named in the workflow are used at the workflow's own settings.
+``checkpoints/``, ``text_encoders/``, ... or one flat folder holding the files) the published files
+are found by their published names (in sub-folders too) and used at the workflow's own settings:
+``ltx-2-19b-dev.safetensors`` or its fp8 bundle, or the LTX-2.3 22B dev bundles (the guider then
+takes its LTX-2.3 preset); Google's Gemma folder or one of Comfy-Org's single-file Gemmas.  For
+each file it lacks the demo prints one line naming the ``tools/download_models.py`` preset that
+fetches it, and stops before starting anything.
 
 ``tiny_prompt`` and ``write_tiny_models`` are also what tests/test_workflows.py runs the shipped
 workflows with.
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -152,26 +157,214 @@ def tiny_prompt(prompt: dict) -> dict:
 
 # ----------------------------------------------------------------------------- real models
 MODEL_FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "latent_upscale_models", "loras", "vae")
+FOLDER_ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet",)}  # ComfyUI's older folder names
+
+# The published files that can stand in for each file the shipped workflows name, best first
+# (tools/model_catalog.py names them all).  An LTX-2.3 file replaces an LTX-2 one only when every
+# LTX file of the graph comes from 2.3; the guider then takes its LTX-2.3 preset.
+ALTERNATIVES = {
+    "ltx-2-19b-dev.safetensors": ("ltx-2-19b-dev.safetensors", "ltx-2-19b-dev-fp8.safetensors",
+                                  "ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-dev-fp8.safetensors"),
+    "ltx-2-19b-distilled.safetensors": ("ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-fp8.safetensors",
+                                        "ltx-2.3-22b-distilled-1.1.safetensors",
+                                        "ltx-2.3-22b-distilled-fp8.safetensors"),
+    "ltx-2-19b-distilled-lora-384.safetensors": ("ltx-2-19b-distilled-lora-384.safetensors",
+                                                 "ltx-2.3-22b-distilled-lora-384-1.1.safetensors"),
+    "ltx-2-spatial-upscaler-x2-1.0.safetensors": ("ltx-2-spatial-upscaler-x2-1.0.safetensors",
+                                                  "ltx-2.3-spatial-upscaler-x2-1.1.safetensors"),
+    "gemma-3-12b-it-qat-q4_0-unquantized/": ("gemma-3-12b-it-qat-q4_0-unquantized/", "gemma_3_12B_it.safetensors",
+                                             "gemma_3_12B_it_fp8_scaled.safetensors",
+                                             "gemma_3_12B_it_fp4_mixed.safetensors"),
+}  # fmt: skip
+FAMILIES = ("2.0", "2.3")
+# What OpenLTX reads of a Hugging Face Gemma folder: config.json, the weight shards and a tokenizer
+# (either file); the rest of the release (generation config, processor configs) is optional.
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+GUIDER_PRESET = {"2.0": "LTX-2.0", "2.3": "LTX-2.3"}
+
+
+def _catalog():
+    tools = str(Path(__file__).resolve().parent)
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import model_catalog
+
+    return model_catalog
+
+
+def family_of(name: str) -> str | None:
+    """"2.0" / "2.3" for an LTX file, None for a file both use (Gemma)."""
+    if name.startswith("ltx-2.3"):
+        return "2.3"
+    return "2.0" if name.startswith("ltx-2") else None
+
+
+def _folder_of(name: str) -> str:
+    catalog = _catalog()
+    if name in catalog.FOLDERS:
+        return catalog.FOLDERS[name][0].model_folder
+    return catalog.FILES[name].folder
+
+
+def _roots(models_dir: Path, folder: str) -> list[Path]:
+    """Where ComfyUI (with models_yaml below) looks for a folder's files: DIR/<folder>, aliases, DIR."""
+    return [models_dir / f for f in (folder, *FOLDER_ALIASES.get(folder, ()))] + [models_dir]
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file (its header's data must fit in the file), else None."""
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= n <= min(size - 8, 100 * 2**20):
+                return "not a safetensors file"
+            header = json.loads(f.read(n))
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return "not a safetensors file"
+    need = 8 + n + max(ends, default=0)
+    if size < need:
+        return f"incomplete ({size:,} of {need:,} bytes; an interrupted download?)"
+    return None
+
+
+@dataclass
+class Found:
+    """A published file (or Hugging Face folder) looked up in MODELS_DIR."""
+
+    name: str  # published name
+    comfy_name: str | None = None  # the name ComfyUI lists it under, when usable
+    problems: list[str] = field(default_factory=list)  # "<relative path>: why" lines when not usable
+
+
+def folder_needs(name: str) -> list[tuple[str, ...]]:
+    """The files of a published Hugging Face folder that must be there, as groups of which one will do."""
+    names = [f.name for f in _catalog().FOLDERS[name]]
+    needs = [("config.json",)] + [(n,) for n in names if n.startswith("model-") and n.endswith(".safetensors")]
+    return needs + [TOKENIZER_FILES]
+
+
+def _folder_problems(folder: Path, name: str) -> list[str]:
+    """``"<file>: why"`` for each needed file of a Hugging Face folder that is missing or truncated."""
+    problems = []
+    for need in folder_needs(name):
+        present = [n for n in need if (folder / n).is_file()]
+        if not present:
+            problems.append(f"{need[0]}: missing")
+        elif present[0].endswith(".safetensors") and (why := safetensors_problem(folder / present[0])):
+            problems.append(f"{present[0]}: {why}")
+    return problems
+
+
+def _search(root: Path, name: str) -> list[Path]:
+    """Files called ``name`` below ``root``, skipping hidden folders (download_models.py stages
+    unchecked downloads in ``.openltx_downloads``)."""
+    hits = []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        if name in files:
+            hits.append(Path(folder) / name)
+    return hits
+
+
+def find_published(name: str, models_dir: Path) -> Found:
+    """Look for a published file by name in DIR/<folder>/ (and sub-folders), the alias folders, or DIR/."""
+    catalog = _catalog()
+    roots = _roots(models_dir, _folder_of(name))
+    found = Found(name)
+    if name in catalog.FOLDERS:  # a Hugging Face folder: a direct child of a root, all its files there
+        best = None
+        for root in roots:
+            folder = root / name.rstrip("/")
+            if folder.is_dir():
+                problems = _folder_problems(folder, name)
+                if not problems:
+                    found.comfy_name = name
+                    return found
+                if best is None or len(problems) < len(best[1]):
+                    best = (folder, problems)
+        if best:
+            rel = best[0].relative_to(models_dir).as_posix()
+            found.problems = [f"{rel}/{problem}" for problem in best[1]]
+        return found
+    hits = [(root, root / name) for root in roots if (root / name).is_file()]
+    if not hits:
+        hits = [(root, path) for root in roots for path in _search(root, name)]
+    for root, path in hits:
+        problem = safetensors_problem(path) if name.endswith(".safetensors") else None
+        if problem is None:
+            found.comfy_name = path.relative_to(root).as_posix()
+            return found
+        found.problems.append(f"{path.relative_to(models_dir).as_posix()}: {problem}")
+    return found
+
+
+def locate_real_files(prompt: dict, models_dir: Path) -> tuple[dict, list[str], list[str]]:
+    """``(prompt naming the files MODELS_DIR has, [], [their names])``, or ``(prompt, [one line per
+    missing file], [])``.
+
+    Every published file the prompt names is looked up by its published name, or replaced by an
+    alternative the folder has (ALTERNATIVES: the fp8 bundle, a single-file Gemma, LTX-2.3).  A
+    line names the preset of ``tools/download_models.py`` that fetches the missing file.
+    """
+    catalog = _catalog()
+    wanted = list(dict.fromkeys(v for n in prompt.values() for v in n["inputs"].values()
+                                if isinstance(v, str) and (v in catalog.FILES or v in catalog.FOLDERS)))  # fmt: skip
+    own = family_of(next((w for w in wanted if family_of(w)), "ltx-2")) or "2.0"
+    outcomes = []
+    for family in sorted(FAMILIES, key=lambda f: f != own):
+        chosen, missing = {}, []
+        for name in wanted:
+            options = [c for c in ALTERNATIVES.get(name, (name,)) if family_of(c) in (None, family)]
+            looked = [find_published(c, models_dir) for c in options]
+            usable = next((f for f in looked if f.comfy_name), None)
+            if usable:
+                chosen[name] = usable.comfy_name
+            else:
+                missing.append(_missing_line(looked, list(ALTERNATIVES.get(name, (name,))), models_dir))
+        outcomes.append((len(missing), family, chosen, missing))
+        if not missing:
+            break
+    _, family, chosen, missing = min(outcomes, key=lambda o: o[0])  # ties: the workflow's own family
+    if missing:
+        return prompt, [line for lines in missing for line in lines], []
+    out = copy.deepcopy(prompt)
+    for node in out.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, str) and value in chosen:
+                node["inputs"][key] = chosen[value]
+        if node["class_type"] == "OpenLTXMultimodalGuider" and node["inputs"].get("preset") in GUIDER_PRESET.values():
+            node["inputs"]["preset"] = GUIDER_PRESET[family]
+    return out, [], list(chosen.values())
+
+
+def _missing_line(looked: list[Found], options: list[str], models_dir: Path) -> list[str]:
+    """One line per missing file of the preferred option, naming the preset that downloads it."""
+    catalog = _catalog()
+    first = looked[0]
+    options = [first.name] + [o for o in options if o != first.name]
+    command = f"python tools/download_models.py {catalog.preset_for(first.name)} --models-dir {models_dir}"
+    if first.problems and first.name not in catalog.FOLDERS:  # found, but truncated or not safetensors
+        lines = [f"{first.problems[0]} -> {command} --force"]
+    elif first.problems:  # a Hugging Face folder that lacks some of its files
+        lines = [f"{p} -> {command}" + ("" if p.endswith(": missing") else " --force") for p in first.problems]
+    else:
+        lines = [f"{_folder_of(first.name)}/{first.name}: missing -> {command}"]
+    if len(options) > 1:
+        lines[0] += f" (or have one of: {', '.join(options[1:])})"
+    return lines
 
 
 def models_yaml(models_dir: Path, path: Path) -> Path:
-    """An extra_model_paths.yaml mapping every model folder to DIR/<folder> and DIR itself."""
+    """An extra_model_paths.yaml mapping every model folder to DIR/<folder> (and its aliases) and DIR itself."""
     lines = ["openltx_demo_models:"]
     for folder in MODEL_FOLDERS:
-        lines += [f"  {folder}: |", f"    {models_dir / folder}", f"    {models_dir}"]
+        lines += [f"  {folder}: |"] + [f"    {root}" for root in _roots(models_dir, folder)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def missing_real_files(prompt: dict, models_dir: Path) -> list[str]:
-    """The official files the prompt names that are in neither DIR/<folder>/ nor DIR/."""
-    missing = []
-    for name, (folder, _) in TINY_FILES.items():
-        if not any(v == name for n in prompt.values() for v in n["inputs"].values()):
-            continue
-        if not ((models_dir / folder / name).exists() or (models_dir / name).exists()):
-            missing.append(f"{folder}/{name}")
-    return missing
 
 
 # ----------------------------------------------------------------------------- the server
@@ -270,26 +463,30 @@ def main(argv: list[str] | None = None) -> int:
             node["inputs"]["noise_seed"] = args.seed
     output_dir = Path(args.output_dir).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    base_dir = Path(tempfile.mkdtemp(prefix="openltx-demo-"))
 
-    extra_yaml, use_gpu = None, False
+    extra_yaml, use_gpu, models_dir = None, False, None
     if args.models_dir:
         models_dir = Path(args.models_dir).expanduser().resolve()
-        missing = missing_real_files(prompt, models_dir)
+        prompt, missing, used = locate_real_files(prompt, models_dir)
         if missing:
-            print(f"demo: MODELS_DIR={models_dir} lacks {', '.join(missing)} (looked in DIR/<folder>/ and DIR/); "
-                  "see workflows/README.md for the downloads", file=sys.stderr)  # fmt: skip
+            print(f"demo: MODELS_DIR={models_dir} lacks what the workflow needs (looked for the published names in "
+                  "DIR/<folder>/ and DIR/):", file=sys.stderr)  # fmt: skip
+            for line in missing:
+                print(f"demo: {line}", file=sys.stderr)
             return 2
-        extra_yaml = models_yaml(models_dir, base_dir / "demo_models.yaml")
         import torch
 
         use_gpu = torch.cuda.is_available()
-        print(f"demo: real LTX-2 files from {models_dir}" + ("" if use_gpu else " - no GPU found: this will be very slow"))
+        print(f"demo: real LTX-2 files from {models_dir}: {', '.join(used)}"
+              + ("" if use_gpu else " - no GPU found: this will be very slow"))  # fmt: skip
     else:
         print("demo: no MODELS_DIR given - using TINY RANDOM models: the video will be noise from a random model; "
               "it only shows that the whole graph runs. Set MODELS_DIR to the official LTX-2 files for real output.")
         prompt = tiny_prompt(prompt)
 
+    base_dir = Path(tempfile.mkdtemp(prefix="openltx-demo-"))
+    if models_dir is not None:
+        extra_yaml = models_yaml(models_dir, base_dir / "demo_models.yaml")
     server = make_server(base_dir, output_dir, extra_yaml, use_gpu)
     # SIGTERM (e.g. from a CI runner) unwinds like Ctrl-C, so the finally below stops the server.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -32,6 +32,10 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_catalog next to this file
+
+import model_catalog  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_API_DIR = REPO_ROOT / "tests" / "workflows_api"
 SHIPPED_UI_DIR = REPO_ROOT / "workflows"
@@ -41,25 +45,10 @@ SEED_CONTROL = "fixed"
 COLUMN_WIDTH = 380  # px between layout columns
 NODE_WIDTH = 330
 NOTE_WIDTH = 420
-HF = "https://huggingface.co"
-
-# Official files -> (ComfyUI model folder, download URL).  Loaders naming one get a
-# properties.models entry (the frontend offers the download); every workflow's Note lists them.
-KNOWN_MODELS = {
-    "ltx-2-19b-dev.safetensors": ("checkpoints", f"{HF}/Lightricks/LTX-2/resolve/main/ltx-2-19b-dev.safetensors"),
-    "ltx-2-19b-distilled.safetensors":
-        ("checkpoints", f"{HF}/Lightricks/LTX-2/resolve/main/ltx-2-19b-distilled.safetensors"),
-    "ltx-2-19b-dev-fp8.safetensors":
-        ("checkpoints", f"{HF}/Lightricks/LTX-2/resolve/main/ltx-2-19b-dev-fp8.safetensors"),
-    "ltx-2-19b-distilled-lora-384.safetensors":
-        ("loras", f"{HF}/Lightricks/LTX-2/resolve/main/ltx-2-19b-distilled-lora-384.safetensors"),
-    "ltx-2-spatial-upscaler-x2-1.0.safetensors":
-        ("latent_upscale_models", f"{HF}/Lightricks/LTX-2/resolve/main/ltx-2-spatial-upscaler-x2-1.0.safetensors"),
-}  # fmt: skip
-# Folders (whole Hugging Face repos) are not single downloads: only the Note names them.
-KNOWN_FOLDERS = {
-    "gemma-3-12b-it-qat-q4_0-unquantized/": ("text_encoders", f"{HF}/google/gemma-3-12b-it-qat-q4_0-unquantized"),
-}
+# Official files -> (ComfyUI model folder, download URL) come from tools/model_catalog.py, the table
+# the download presets use: a loader naming one gets a properties.models entry (the frontend's
+# missing-model dialog offers the download) and every workflow's Note lists them.  A Hugging Face
+# folder (Google's Gemma) is no single download: only the Note names it, with its preset.
 
 
 # ----------------------------------------------------------------------------- schema helpers
@@ -141,28 +130,43 @@ def _sort_key(node_id: str):
 
 # ----------------------------------------------------------------------------- API -> UI
 def model_hints(prompt: dict) -> list[dict]:
-    """``[{name, url, directory}]`` of the known official files the prompt's widgets name."""
+    """``[{name, url, directory}]`` of the published single files the prompt's widgets name."""
     seen, hints = set(), []
     for node in prompt.values():
         for value in node["inputs"].values():
-            if isinstance(value, str) and value in KNOWN_MODELS and value not in seen:
+            if isinstance(value, str) and value in model_catalog.FILES and value not in seen:
                 seen.add(value)
-                directory, url = KNOWN_MODELS[value]
-                hints.append({"name": value, "url": url, "directory": directory})
+                f = model_catalog.FILES[value]
+                hints.append({"name": value, "url": f.url, "directory": f.model_folder})
     return hints
 
 
+def named_folders(prompt: dict) -> list[str]:
+    """The published Hugging Face folders (``"<name>/"``) the prompt's widgets name."""
+    values = [v for n in prompt.values() for v in n["inputs"].values() if isinstance(v, str)]
+    return sorted({v for v in values if v in model_catalog.FOLDERS})
+
+
+def download_presets(prompt: dict) -> list[str]:
+    """The ``tools/download_models.py`` presets that fetch every published file the prompt names."""
+    names = [h["name"] for h in model_hints(prompt)] + named_folders(prompt)
+    return list(dict.fromkeys(model_catalog.preset_for(n) for n in names))
+
+
 def model_note(prompt: dict) -> str:
-    """Text of the Note node: which file goes into which ComfyUI model folder."""
+    """Text of the Note node: which file goes into which ComfyUI model folder, and how to fetch them."""
     lines = ["Model files (official Lightricks / Google names) and the ComfyUI folder each goes in:"]
     for hint in model_hints(prompt):
         lines.append(f"- models/{hint['directory']}/{hint['name']}\n  {hint['url']}")
-    folders = {v for n in prompt.values() for v in n["inputs"].values() if isinstance(v, str) and v in KNOWN_FOLDERS}
-    for name in sorted(folders):
-        directory, url = KNOWN_FOLDERS[name]
-        lines.append(f"- models/{directory}/{name}  (the whole folder: config, model-*.safetensors, "
-                     f"tokenizer.model)\n  {url}")  # fmt: skip
-    lines.append("Single-file Gemma 3 12B (e.g. gemma_3_12B_it.safetensors) in models/text_encoders/ works too.")
+    for name in named_folders(prompt):
+        first = model_catalog.FOLDERS[name][0]
+        lines.append(f"- models/{first.model_folder}/{name}  (the whole folder: config, model-*.safetensors, "
+                     f"tokenizer.model; gated: accept Google's licence)\n  {model_catalog.repo_page(first.repo)}")  # fmt: skip
+    singles = [model_catalog.PRESETS[p].files[0] for p in ("gemma-3-12b-bf16", "gemma-3-12b-fp8", "gemma-3-12b-fp4")]
+    lines.append("A single-file Gemma 3 12B in models/text_encoders/ works too: "
+                 + ", ".join(f.name for f in singles) + f" ({singles[0].repo}).")  # fmt: skip
+    lines.append("Download them from the OpenLTX folder (custom_nodes/<pack>): python tools/download_models.py "
+                 + " ".join(download_presets(prompt)))  # fmt: skip
     return "\n".join(lines)
 
 
