@@ -430,3 +430,22 @@ def test_no_error_points_at_a_file_the_user_does_not_have(tmp_path):
         messages.append(str(err.value))
     for message in messages:
         assert ".md" not in message and ".json" not in message, message
+
+
+def test_gguf_with_prefixed_tensor_names(tmp_path):
+    """Some converters keep ``model.diffusion_model.``; the keys route as in a safetensors file."""
+    tensors = T.write_tiny_gguf(tmp_path / "bare.gguf", "2.3", qtype="F32", config_key=None, connectors=True)
+    arrays = {PREFIX + k: gguf_format.encode_tensor(t.numpy(), gd.F32) for k, t in tensors.items()}
+    path = tmp_path / "prefixed.gguf"
+    gguf_format.write_gguf(path, arrays, None, arch="ltxv", config_key=None)
+    info = C.read_checkpoint(path)
+    assert info.transformer_prefix == PREFIX and info.kind == "transformer + text connectors"
+    assert all(k.startswith(PREFIX) for k in info.components["text_connectors"])
+    a = loading.load_ltx2_model(str(tmp_path / "bare.gguf"), "fp32")
+    b = loading.load_ltx2_model(str(path), "fp32")
+    inputs = stream_inputs(a.model.model_config.transformer_config)
+    for x, y in zip(velocities(a, inputs), velocities(b, inputs)):
+        assert rel(y, x) <= LOSSLESS
+    built = C.build_transformer(info)  # the plain-module path reads (dequantizes) GGUF tensors too
+    for x, y in zip(velocities(a, inputs), LTXAVTransformer.forward(built, *inputs)):
+        assert rel(y.detach(), x) <= LOSSLESS
