@@ -34,7 +34,7 @@ class RopeType(str, Enum):
     INTERLEAVED = "interleaved"  # pairs (2i, 2i+1): legacy configs only
 
 
-# Keys that change the numerics but not the shapes: they must come from the header.
+# Keys that change the numerics but not the shapes: from the header, else the released values.
 NUMERIC_KEYS = (
     "rope_type",
     "frequencies_precision",
@@ -46,7 +46,8 @@ NUMERIC_KEYS = (
     "norm_eps",
 )
 
-# Keys that fix the tensor shapes: also required (the strict weight load double-checks them).
+# Keys that fix the tensor shapes: read off the tensors for a file (a header may state them too,
+# and must agree); a complete description (``from_header``) needs them all.
 SHAPE_KEYS = (
     "num_layers",
     "num_attention_heads",
