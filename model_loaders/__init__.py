@@ -2,9 +2,13 @@
 
 Modules:
   safetensors_file  header parsing with diagnostics, lazy tensor reads, ``CheckpointError``
-  checkpoint        ``read_checkpoint`` / ``transformer_config`` / ``build_transformer``
+  checkpoint        ``read_checkpoint`` (safetensors or GGUF) / ``transformer_config`` /
+                    ``build_transformer``; ``tensor_version``, ``read_tensors``
+  transformer_config  the transformer's config: shapes from tensors, numerics from the header
+                    (or the released values), with the provenance of each value
   layouts           official key layouts per component (header config -> {key: shape})
-  tiny_layouts      tiny official-layout checkpoints for tests and tools
+  published_configs the published files' header configs, verbatim
+  tiny_layouts      tiny official-layout checkpoints (and GGUFs) for tests and tools
 
 File reading here never imports ComfyUI, so tools and tests use these modules without a host.
 What runs inside ComfyUI (the MODEL wrapper, LoRA patching, offload, the text-encoder runtime)
@@ -34,6 +38,9 @@ from .checkpoint import (
     build_transformer,
     load_transformer_state_dict,
     read_checkpoint,
+    read_tensors,
+    released_header_values,
+    tensor_version,
     transformer_config,
 )
 from .safetensors_file import CheckpointError
@@ -46,5 +53,8 @@ __all__ = [
     "build_transformer",
     "load_transformer_state_dict",
     "read_checkpoint",
+    "read_tensors",
+    "released_header_values",
+    "tensor_version",
     "transformer_config",
 ]

@@ -103,14 +103,16 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
             description=(
                 "Loads the audio+video transformer of an LTX-2 (19B) or LTX-2.3 (22B) checkpoint as a "
                 "MODEL for KSampler, SamplerCustomAdvanced, LoRA loaders and other MODEL nodes. "
-                "Accepts the official single-file checkpoints (models/checkpoints) and "
-                "transformer-only files (models/diffusion_models)."
+                "Accepts the official single-file checkpoints, bf16 or fp8 (models/checkpoints), and "
+                "transformer-only files with or without the text connectors, including GGUF conversions "
+                "(models/diffusion_models). Sizes come from the weights; the RoPE and timestep settings "
+                "from the file's header, or the released values when the file has none."
             ),
             inputs=[
                 io.Combo.Input(
                     "ckpt_name",
                     options=checkpoint_options(),
-                    tooltip="The LTX-2 .safetensors file, from models/checkpoints or models/diffusion_models "
+                    tooltip="The LTX-2 .safetensors or .gguf file, from models/checkpoints or models/diffusion_models "
                     f"(names prefixed '{DIFFUSION_MODELS_PREFIX}' come from the latter when both folders "
                     "hold a file of that name).",
                 ),

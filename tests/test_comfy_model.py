@@ -32,7 +32,7 @@ PREFIX = "model.diffusion_model."
 
 def tiny_transformer(version: str = "2.0", seed: int = 0) -> tuple[TransformerConfig, dict[str, torch.Tensor]]:
     """The tiny checkpoint's transformer: its config and weights under bare keys."""
-    cfg = TransformerConfig.from_header(T.tiny_transformer_header(version))
+    cfg = T.tiny_transformer_config(version)
     sd = T.tiny_state_dict(version, ["transformer"], seed=seed)
     return cfg, {k.removeprefix(PREFIX): v for k, v in sd.items()}
 

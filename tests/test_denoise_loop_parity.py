@@ -57,7 +57,7 @@ class Setup:
     """The MODEL and ltx-core's X0Model on the same random weights, contexts and noise."""
 
     def __init__(self, version: str) -> None:
-        header = T.tiny_transformer_header(version)
+        header = T.tiny_transformer_values(version)  # + audio_in_channels, which the file header lacks
         self.cfg = TransformerConfig.from_header(header)
         sd = {k.removeprefix(PREFIX): v for k, v in T.tiny_state_dict(version, ["transformer"], seed=4).items()}
         self.patcher = loading.build_ltx2_model(self.cfg, sd, weight_dtype=torch.float32)

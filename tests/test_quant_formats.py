@@ -192,12 +192,15 @@ def test_gguf_of_another_architecture_is_refused(tmp_path):
         loading.load_ltx2_model(str(tmp_path / "flux.gguf"))
 
 
-def test_gguf_without_config_names_the_companion_file(tmp_path):
+def test_gguf_of_the_right_architecture_without_ltx2_tensors_is_refused(tmp_path):
     w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "ltxv")
     w.add_tensor("x.weight", np.zeros((4, 32), np.float32))
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-    with pytest.raises(CheckpointError, match="m.json"):
-        gguf_format.read_gguf(tmp_path / "m.gguf")
+    with pytest.raises(CheckpointError) as err:
+        loading.load_ltx2_model(str(tmp_path / "m.gguf"))
+    message = str(err.value)
+    assert "m.gguf" in message and "no LTX-2 weights" in message and "'x.weight'" in message
+    assert ".json" not in message  # no pointer to a file the user does not have
 
 
 # ------------------------------------------------------------------------------ LoRA

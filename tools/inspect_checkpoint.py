@@ -1,12 +1,18 @@
 """Describe an LTX-2 checkpoint from its header, as one JSON object on stdout.
 
     python tools/inspect_checkpoint.py ltx-2-19b-dev.safetensors
+    python tools/inspect_checkpoint.py LTX-2.3-dev-Q4_K_S.gguf
     python tools/inspect_checkpoint.py tiny.safetensors --load
 
-Reports family and version, the components found (key and parameter counts), tensor dtypes and
-the transformer config; nothing but the header is read.  ``--load`` also builds every component
-OpenLTX can build yet, strictly, and reports "ok" or the error.  A file OpenLTX cannot use prints
-``{"file": ..., "error": ...}`` and exits 1; so does a failed ``--load``.
+Reports what the file is (``format`` safetensors / gguf; ``kind`` bundle / transformer-only /
+transformer + text connectors / components), the LTX version and the tensors that show it,
+whether and where the file carries a model config, the components found (key and parameter
+counts), tensor dtypes, and the transformer config with, for every value, where it came from:
+``shape`` (read off a tensor; ``shape_tensors`` names which), ``header`` (the file's config) or
+``released default`` (the published models' value, for files without a config).  Nothing but
+the header is read.  ``--load`` also builds every component OpenLTX can build, strictly, and
+reports "ok" or the error.  A file OpenLTX cannot use prints ``{"file": ..., "error": ...}`` and
+exits 1; so does a failed ``--load`` or a transformer config that cannot be resolved.
 """
 
 from __future__ import annotations
@@ -22,12 +28,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `import model_loaders` from the repo root
 
 from model_loaders import CheckpointError, build_transformer, read_checkpoint, transformer_config  # noqa: E402
+from model_loaders.transformer_config import SHAPE_SOURCES  # noqa: E402
 
 MAX_UNROUTED = 10
 
 
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return getattr(value, "value", value)  # enums (rope_type)
+
+
+def config_values(cfg) -> dict:
+    """Header-style key -> value of every config value the provenance covers."""
+    values = cfg.to_header()
+    return {k: _jsonable(values[k]) if k in values else _jsonable(getattr(cfg, k, None)) for k in cfg.provenance}
+
+
 def transformer_summary(info) -> dict:
-    cfg = transformer_config(info)
+    try:
+        cfg = transformer_config(info)
+    except CheckpointError as err:
+        return {"error": str(err), "key_prefix": info.transformer_prefix}
+    sources = dict(cfg.provenance)
     return {
         "num_layers": cfg.num_layers,
         "video_heads": cfg.num_attention_heads,
@@ -44,6 +67,9 @@ def transformer_summary(info) -> dict:
         "cross_attention_adaln": cfg.cross_attention_adaln,
         "rope_type": cfg.rope_type.value,
         "key_prefix": info.transformer_prefix,
+        "values": config_values(cfg),
+        "sources": sources,
+        "shape_tensors": {k: SHAPE_SOURCES[k] for k, v in sources.items() if v == "shape" and k in SHAPE_SOURCES},
     }
 
 
@@ -56,9 +82,15 @@ def describe(info) -> dict:
     out = {
         "file": info.path,
         "size": info.file_size,
+        "format": info.format,
+        "kind": info.kind,
         "family": info.family,
         "version": info.version,
+        "version_evidence": info.version_evidence,
         "model_version": info.model_version,
+        "has_config": info.has_config,
+        "config_source": info.config_source,
+        "metadata_keys": sorted(info.metadata),
         "components": components,
         "total_params": sum(c["params"] for c in components.values()),
         "dtypes": dict(sorted(dtypes.items())),
@@ -94,10 +126,15 @@ def load_components(info) -> tuple[dict, bool]:
     """Build every component strictly; ("ok" | error text | "not supported yet") per component."""
     report, ok = {}, True
     builders = _builders()
+    text = {"text_projection", "text_connectors"}
     for name in info.components:
         build = builders.get(name)
         if build is None:
             report[name] = "not supported yet"
+            continue
+        if name in text and not text <= set(info.components):  # e.g. a transformer file with its connectors
+            other = (text - {name}).pop()
+            report[name] = f"not loadable alone: the {other.replace('_', ' ')} is in another file"
             continue
         try:
             build(info)
@@ -110,7 +147,7 @@ def load_components(info) -> tuple[dict, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", help="a .safetensors checkpoint")
+    parser.add_argument("file", help="a .safetensors or .gguf LTX-2 file")
     parser.add_argument("--load", action="store_true", help="also build the supported components strictly")
     args = parser.parse_args(argv)
     try:
@@ -119,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, OSError) as err:
         print(json.dumps({"file": os.fspath(args.file), "error": str(err)}))
         return 1
-    ok = True
+    ok = "error" not in out.get("transformer", {})
     if args.load:
-        out["load"], ok = load_components(info)
+        out["load"], loaded = load_components(info)
+        ok = ok and loaded
     print(json.dumps(out))
     return 0 if ok else 1
 
