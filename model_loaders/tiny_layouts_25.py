@@ -175,8 +175,177 @@ def write_tiny_duration_head(path, *, seed: int = 0, dtype: torch.dtype = torch.
     return _save(path, tensors, {"config": json.dumps(config), "model_version": MODEL_VERSION})
 
 
+# ------------------------------------------------------------------------------ Gemma 4 text encoder
+TINY_GEMMA4_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
+                        "<|image|>", "<|audio|>", "<|video|>")  # fmt: skip
+_TINY_CORPUS = ("a cat walks on the beach at sunset", "rain falls on a red car", "music plays in a dark room",
+                "the camera pans slowly across the city at night", "waves crash on the rocks")  # fmt: skip
+
+
+def tiny_gemma4_tokenizer_json(vocab_size: int = 64) -> str:
+    """A Gemma-style ``tokenizer.json`` trained at run time: BPE with byte fallback, spaces as "▁",
+    ``<bos>`` prepended by the post-processor; ids 0/1/2 = ``<pad>``/``<eos>``/``<bos>`` as in Gemma."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(TINY_GEMMA4_SPECIALS), show_progress=False)
+    tok.train_from_iterator(list(_TINY_CORPUS) * 5, trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    base = len(vocab)
+    vocab.update({f"<0x{b:02X}>": base + b for b in range(256)})  # byte fallback pieces, as in Gemma's vocabulary
+    tok = Tokenizer.from_str(json.dumps(data))
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return tok.to_str()
+
+
+TINY_GEMMA4_TOKENIZER_CONFIG = {
+    "add_bos_token": True,
+    "add_eos_token": False,
+    "bos_token": "<bos>",
+    "eos_token": "<eos>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+    "padding_side": "left",
+    "tokenizer_class": "GemmaTokenizer",
+    "model_max_length": 1000000,
+}
+
+
+def tiny_gemma4_config(vocab_size: int) -> dict:
+    """``gemma_config`` of a tiny Gemma 4: 6 layers (5 sliding + 1 full, the released pattern), width 32,
+    sliding head 16 (2 q / 1 kv heads), full head 32 with k = v, a 4-token window, the released RoPE."""
+    ids = {name: TINY_GEMMA4_SPECIALS.index(tok) for name, tok in
+           (("image_token_id", "<|image|>"), ("audio_token_id", "<|audio|>"), ("video_token_id", "<|video|>"))}  # fmt: skip
+    text = {
+        "model_type": "gemma4_unified_text",
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "global_head_dim": 32,
+        "num_global_key_value_heads": 1,
+        "attention_k_eq_v": True,
+        "attention_bias": False,
+        "sliding_window": 4,
+        "rms_norm_eps": 1e-6,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
+        "rope_parameters": {
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1000000.0},
+        },
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "bos_token_id": 2,
+        "final_logit_softcapping": 30.0,
+        "hidden_size_per_layer_input": 0,
+        "num_kv_shared_layers": 0,
+        "use_bidirectional_attention": "vision",
+    }
+    return {"architectures": ["Gemma4UnifiedForConditionalGeneration"], "model_type": "gemma4_unified",
+            "text_config": text, **ids}  # fmt: skip
+
+
+def _gemma4_text_shapes(cfg: Mapping) -> dict[str, tuple]:
+    t = cfg["text_config"]
+    d, f, heads = t["hidden_size"], t["intermediate_size"], t["num_attention_heads"]
+    shapes = {"model.embed_tokens.weight": (t["vocab_size"], d), "model.norm.weight": (d,)}
+    for i, kind in enumerate(t["layer_types"]):
+        full = kind == "full_attention"
+        hd = t["global_head_dim"] if full else t["head_dim"]
+        kv = t["num_global_key_value_heads"] if full else t["num_key_value_heads"]
+        p = f"model.layers.{i}."
+        shapes.update({p + n: (d,) for n in ("input_layernorm.weight", "post_attention_layernorm.weight",
+                                              "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight")})  # fmt: skip
+        shapes[p + "layer_scalar"] = (1,)
+        shapes[p + "self_attn.q_proj.weight"] = (heads * hd, d)
+        shapes[p + "self_attn.k_proj.weight"] = (kv * hd, d)
+        if not (full and t["attention_k_eq_v"]):
+            shapes[p + "self_attn.v_proj.weight"] = (kv * hd, d)
+        shapes[p + "self_attn.o_proj.weight"] = (d, heads * hd)
+        shapes[p + "self_attn.q_norm.weight"] = (hd,)
+        shapes[p + "self_attn.k_norm.weight"] = (hd,)
+        shapes[p + "mlp.gate_proj.weight"] = (f, d)
+        shapes[p + "mlp.up_proj.weight"] = (f, d)
+        shapes[p + "mlp.down_proj.weight"] = (d, f)
+    return shapes
+
+
+def _bytes_tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
+
+
+def write_tiny_gemma4(path, *, seed: int = 0, dtype: torch.dtype = torch.float32, video_width: int = 16,
+                      audio_width: int = 8, int8_convrot: bool = False, group_size: int = 16,
+                      header_markers: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Write a tiny ``gemma4-12b-with-proj-ltx-2.5-*.safetensors``; returns the tensors written.
+
+    The released key groups: ``model.*`` text decoder, ``vision_model.*`` / ``audio_projector.*`` /
+    ``multi_modal_projector.*`` (stand-ins, never run), ``text_embedding_projection.*`` (7 hidden
+    states x 32 -> ``video_width`` / ``audio_width``, default the tiny 2.3 transformer's widths),
+    ``tokenizer_json`` and ``hf_asset__*`` bytes; header ``gemma_config`` and ``model_version``.
+    ``int8_convrot``: every 2-D linear weight of the decoder and the projection in ComfyUI's int8
+    ConvRot format (group ``group_size``), marked by per-layer ``.comfy_quant`` tensors or, with
+    ``header_markers``, by ``_quantization_metadata``.
+    """
+    from .quant import int8_convrot as icr
+
+    tokenizer = tiny_gemma4_tokenizer_json()
+    vocab = json.loads(tokenizer)["model"]["vocab"]
+    cfg = tiny_gemma4_config(len(vocab) + sum(t not in vocab for t in TINY_GEMMA4_SPECIALS))
+    t = cfg["text_config"]
+    flat = t["hidden_size"] * (t["num_hidden_layers"] + 1)
+    shapes = _gemma4_text_shapes(cfg)
+    shapes.update({
+        "text_embedding_projection.video_aggregate_embed.weight": (video_width, flat),
+        "text_embedding_projection.video_aggregate_embed.bias": (video_width,),
+        "text_embedding_projection.audio_aggregate_embed.weight": (audio_width, flat),
+        "text_embedding_projection.audio_aggregate_embed.bias": (audio_width,),
+        "vision_model.encoder.layers.0.mlp.fc1.weight": (8, 8),
+        "audio_projector.embedding_projection.weight": (t["hidden_size"], 8),
+        "multi_modal_projector.embedding_projection.weight": (t["hidden_size"], 8),
+    })
+    tensors = _values(shapes, seed, dtype)
+    g = torch.Generator().manual_seed(seed + 17)
+    for key in tensors:
+        if key.endswith("layer_scalar"):  # a whole-state multiplier: keep it near 1 (0.5 .. 1.5)
+            tensors[key] = (0.5 + torch.rand(1, generator=g)).to(dtype)
+    layers: dict[str, dict] = {}
+    if int8_convrot:
+        for key in list(tensors):
+            if key.endswith(".weight") and tensors[key].ndim == 2 and (
+                    key.startswith("model.layers.") or key.startswith("text_embedding_projection.")):  # fmt: skip
+                q, scale = icr.quantize(tensors[key].float(), group_size)
+                layer = key[: -len(".weight")]
+                tensors[key], tensors[layer + ".weight_scale"] = q, scale
+                layers[layer] = icr.convrot_config(group_size)
+                if not header_markers:
+                    tensors[layer + ".comfy_quant"] = icr.encode_marker(layers[layer])
+    tensors["tokenizer_json"] = _bytes_tensor(tokenizer)
+    tensors["hf_asset__tokenizer_config.json"] = _bytes_tensor(json.dumps(TINY_GEMMA4_TOKENIZER_CONFIG))
+    tensors["hf_asset__generation_config.json"] = _bytes_tensor(json.dumps({"bos_token_id": 2, "eos_token_id": 1}))
+    meta = {"gemma_config": json.dumps(cfg), "model_version": MODEL_VERSION}
+    if header_markers and layers:
+        meta["_quantization_metadata"] = json.dumps({"format_version": "1.0", "layers": layers})
+    return _save(path, tensors, meta)
+
+
 __all__ = [
     "FILE_NAMES",
+    "TINY_GEMMA4_SPECIALS",
+    "TINY_GEMMA4_TOKENIZER_CONFIG",
+    "tiny_gemma4_config",
+    "tiny_gemma4_tokenizer_json",
+    "write_tiny_gemma4",
     "MODEL_VERSION",
     "diffusion_vae_layout",
     "tiny_diffusion_vae_config",
