@@ -136,29 +136,31 @@ def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     qp = qp.reshape(b, counts[0], tiles[0], counts[1], tiles[1], counts[2], tiles[2], heads, d)
     qp = qp.permute(0, 1, 3, 5, 7, 2, 4, 6, 8).reshape(b, math.prod(counts), heads, tile_tokens, d)
 
-    # per tile: the flat indices of its key region and its (tile_tokens, region_tokens) mask
+    # tiles in (t, h, w) order; each gathers its key region from the flat key grid
     it, ih, iw = torch.meshgrid(*(torch.arange(c, device=q.device) for c in counts), indexing="ij")
     it, ih, iw = it.flatten(), ih.flatten(), iw.flatten()
-    (rt, st, mt), (rh, sh, mh), (rw, sw, mw) = plans
+    (_, st, mt), (_, sh, mh), (_, sw, mw) = plans
     ar = [torch.arange(r, device=q.device) for r in regions]
-    index = (((st[it][:, None, None, None] + ar[0][None, :, None, None]) * h
-              + sh[ih][:, None, None, None] + ar[1][None, None, :, None]) * w
-             + sw[iw][:, None, None, None] + ar[2][None, None, None, :]).reshape(-1, region_tokens)  # fmt: skip
     kf = k.reshape(b, t * h * w, heads, d)
     vf = v.reshape(b, t * h * w, heads, d)
 
     out = torch.empty_like(qp)
     chunk = max(1, ATTENTION_SCORE_BUDGET // (b * heads * tile_tokens * region_tokens))
-    for c0 in range(0, index.shape[0], chunk):
-        sel = slice(c0, c0 + chunk)
-        g = index[sel].shape[0]
-        flat = index[sel].reshape(-1)
-        keys = kf[:, flat].reshape(b, g, region_tokens, heads, d).permute(0, 1, 3, 2, 4)
-        values = vf[:, flat].reshape(b, g, region_tokens, heads, d).permute(0, 1, 3, 2, 4)
-        mask = (mt[it[sel]][:, :, None, None, :, None, None]
-                & mh[ih[sel]][:, None, :, None, None, :, None]
-                & mw[iw[sel]][:, None, None, :, None, None, :]).reshape(1, g, 1, tile_tokens, region_tokens)  # fmt: skip
-        out[:, sel] = F.scaled_dot_product_attention(qp[:, sel], keys, values, attn_mask=mask, scale=scale)
+    for c0 in range(0, it.shape[0], chunk):
+        ct, ch, cw = it[c0 : c0 + chunk], ih[c0 : c0 + chunk], iw[c0 : c0 + chunk]
+        g = ct.shape[0]
+        index = (((st[ct][:, None, None, None] + ar[0][None, :, None, None]) * h
+                  + sh[ch][:, None, None, None] + ar[1][None, None, :, None]) * w
+                 + sw[cw][:, None, None, None] + ar[2][None, None, None, :]).reshape(-1)  # (g * region_tokens,)
+        keys = kf[:, index].reshape(b, g, region_tokens, heads, d).permute(0, 1, 3, 2, 4).reshape(b * g, heads, -1, d)
+        values = vf[:, index].reshape(b, g, region_tokens, heads, d).permute(0, 1, 3, 2, 4).reshape(b * g, heads, -1, d)
+        mask = (mt[ct][:, :, None, None, :, None, None]
+                & mh[ch][:, None, :, None, None, :, None]
+                & mw[cw][:, None, None, :, None, None, :]).reshape(1, g, 1, tile_tokens, region_tokens)  # fmt: skip
+        mask = mask.expand(b, -1, -1, -1, -1).reshape(b * g, 1, tile_tokens, region_tokens)
+        queries = qp[:, c0 : c0 + g].reshape(b * g, heads, tile_tokens, d)
+        att = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, scale=scale)
+        out[:, c0 : c0 + g] = att.reshape(b, g, heads, tile_tokens, d)
     out = out.reshape(b, counts[0], counts[1], counts[2], heads, tiles[0], tiles[1], tiles[2], d)
     out = out.permute(0, 1, 5, 2, 6, 3, 7, 4, 8).reshape(b, *padded, heads, d)
     return out[:, :t, :h, :w]

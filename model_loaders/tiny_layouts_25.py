@@ -1,12 +1,13 @@
 """Tiny LTX-2.5 files in the published key layouts and names, for tests and tools.
 
-One writer per released 2.5 file that has no 2.3 counterpart (the 2.5 conv VAE, audio VAE and
-upscalers are the 2.3 layouts; the 2.5 transformer comes with the transformer rework):
+One writer per released 2.5 file that has no 2.3 counterpart, plus the conv VAE (the 2.5 audio VAE
+and upscalers are the 2.3 layouts; the 2.5 transformer comes with the transformer rework):
 
 =======================================================  ==============================================
 released file                                            writer
 =======================================================  ==============================================
 ``vae/ltx-2.5-video-vae-bf16.safetensors``               ``write_tiny_diffusion_vae`` (DiffVAE)
+``vae/ltx-2.5-video-vae-conv-bf16.safetensors``          ``write_tiny_conv_vae`` (2.3 architecture)
 ``model_patches/ltx-2.5-duration-head-bf16.safetensors``  ``write_tiny_duration_head``
 ``text_encoders/gemma4-12b-with-proj-ltx-2.5-*``         ``write_tiny_gemma4`` (bf16 or comfy-int8-convrot)
 =======================================================  ==============================================
@@ -40,6 +41,7 @@ except ImportError:
 MODEL_VERSION = "2.5.0"
 FILE_NAMES = {
     "diffusion_vae": "ltx-2.5-video-vae-bf16.safetensors",
+    "conv_vae": "ltx-2.5-video-vae-conv-bf16.safetensors",
     "duration_head": "ltx-2.5-duration-head-bf16.safetensors",
     "gemma4": "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors",
     "gemma4_int8": "gemma4-12b-with-proj-ltx-2.5-comfy-int8-convrot.safetensors",
@@ -157,6 +159,39 @@ def write_tiny_diffusion_vae(path, *, seed: int = 0, dtype: torch.dtype = torch.
     tensors = _values(diffusion_vae_layout(vae), seed, dtype)
     meta = {"config": json.dumps({"vae": vae}), "model_version": MODEL_VERSION}
     return _save(path, tensors, meta)
+
+
+def tiny_conv_vae_config() -> dict:
+    """``config.vae`` of a tiny ``ltx-2.5-video-vae-conv-bf16``: the *flat* 2.3 ``CausalVideoAutoencoder``
+    section (the conv 2.5 VAE is the 2.3 architecture), with the tiny DiffVAE's encoder and a small
+    2.3 decoder block list."""
+    blocks = tiny_diffusion_vae_config()["encoder"]["blocks"]
+    decoder = [["res_x", {"num_layers": 1}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
+               ["compress_time", {"multiplier": 2}], ["res_x", {"num_layers": 1}], ["compress_all", {"multiplier": 1}],
+               ["res_x", {"num_layers": 1}], ["compress_all", {"multiplier": 2}], ["res_x", {"num_layers": 1}]]  # fmt: skip
+    return {
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
+        "latent_channels": 128, "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
+        "encoder_spatial_padding_mode": "zeros", "decoder_spatial_padding_mode": "reflect",
+        "spatial_padding_mode": "zeros", "causal_decoder": False, "timestep_conditioning": False,
+        "decoder_base_channels": 2, "encoder_blocks": copy.deepcopy(blocks), "decoder_blocks": decoder,
+    }  # fmt: skip
+
+
+def write_tiny_conv_vae(path, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Write a tiny ``ltx-2.5-video-vae-conv-bf16.safetensors`` (bare ``encoder.*`` / ``decoder.*`` /
+    ``per_channel_statistics.*`` keys, flat ``{"vae": ...}`` header): what ``load_video_vae`` reads."""
+    try:
+        from ..ltx2.video_vae import VideoVAE
+    except ImportError:
+        from ltx2.video_vae import VideoVAE
+
+    vae = tiny_conv_vae_config()
+    with torch.device("meta"):
+        model = VideoVAE(vae, timestep_conditioning=False, operations=torch.nn)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    tensors = _values(shapes, seed, dtype)
+    return _save(path, tensors, {"config": json.dumps({"vae": vae}), "model_version": MODEL_VERSION})
 
 
 # ------------------------------------------------------------------------------ duration head
@@ -348,7 +383,9 @@ __all__ = [
     "write_tiny_gemma4",
     "MODEL_VERSION",
     "diffusion_vae_layout",
+    "tiny_conv_vae_config",
     "tiny_diffusion_vae_config",
+    "write_tiny_conv_vae",
     "write_tiny_diffusion_vae",
     "write_tiny_duration_head",
 ]

@@ -27,7 +27,8 @@ from openltx.ltx2 import diffusion_vae_blocks as blocks
 from openltx.ltx2.tiling import TilingConfig, decode_tiled
 from openltx.model_loaders.diffusion_vae_loading import diffusion_vae_config, is_diffusion_vae, load_diffusion_vae
 from openltx.model_loaders.safetensors_file import CheckpointError
-from openltx.model_loaders.tiny_layouts_25 import FILE_NAMES, tiny_diffusion_vae_config, write_tiny_diffusion_vae
+from openltx.model_loaders.tiny_layouts_25 import FILE_NAMES, tiny_diffusion_vae_config, write_tiny_conv_vae, write_tiny_diffusion_vae
+from openltx.model_loaders.video_vae_loading import load_video_vae
 
 BOUND = 1e-5
 
@@ -265,3 +266,23 @@ def test_decode_api_tiling_and_single_frames(vae_file):
     with pytest.raises(ValueError, match="8k\\+1 frames"):
         vae.encode(torch.zeros(1, 3, 10, 64, 64))
     assert math.isclose(float(whole.std()), float(other.std()), rel_tol=0.5)
+
+
+def test_temporal_tiles_and_the_conv_variant(vae_file, tmp_path):
+    """Temporal tiling streams the DiffVAE like the conv VAE; the 2.5 conv VAE loads with the 2.3 loader and
+    takes the same latents."""
+    path, _ = vae_file
+    vae = load_diffusion_vae(path, dtype=torch.float32)
+    z = torch.randn(1, 128, 5, 2, 2, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        tiled = decode_tiled(vae, z, TilingConfig(spatial_tile=None, temporal_tile=24, temporal_overlap=16),
+                             generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert tiled.shape == (1, 3, 33, 64, 64) and torch.isfinite(tiled).all()
+    conv_path = tmp_path / FILE_NAMES["conv_vae"]
+    write_tiny_conv_vae(conv_path)
+    assert not is_diffusion_vae(conv_path)
+    conv = load_video_vae(conv_path, dtype=torch.float32)
+    with torch.no_grad():
+        assert conv.decode(z).shape == tiled.shape
+    with pytest.raises(CheckpointError, match="conv video VAE"):
+        load_diffusion_vae(conv_path)
