@@ -165,6 +165,11 @@ class DiffusionDecoderConfig:
         table = shape("diff_blocks.0.scale_shift_table")
         if table[0] < 5:
             raise DiffusionVAEConfigError(f"{source}: scale_shift_table has {table[0]} rows, at least 5 are read")
+        found = {"in_channels": shape("conv_in.weight")[1], "stage_channels": list(channels),
+                 "stage_depths": depths + [len(diff)], "head_dim": head_dim}  # fmt: skip
+        for key, value in found.items():
+            if key in header and (list(header[key]) if isinstance(value, list) else int(header[key])) != value:
+                raise DiffusionVAEConfigError(f"{source}: the header says {key} = {header[key]}, the weights have {value}")
         return cls(
             in_channels=shape("conv_in.weight")[1],
             stage_channels=tuple(channels),

@@ -211,6 +211,10 @@ def test_loader_refuses_bad_files(vae_file, tmp_path):
     config["vae"]["decoder"]["upsamples"][1] = [[2, 1, 1], 1]  # contradicts upsamples.1.proj.weight
     with pytest.raises(CheckpointError, match="upsampler 1"):
         load_diffusion_vae(_rewrite(path, tmp_path / "d.safetensors", config=config))
+    config = {"vae": tiny_diffusion_vae_config()}
+    config["vae"]["decoder"]["stage_depths"] = [1, 1, 1, 1, 3]
+    with pytest.raises(CheckpointError, match="stage_depths"):
+        load_diffusion_vae(_rewrite(path, tmp_path / "d2.safetensors", config=config))
     config = {"vae": {k: v for k, v in tiny_diffusion_vae_config().items() if k != "encoder"}}
     with pytest.raises(CheckpointError, match="never guessed"):
         load_diffusion_vae(_rewrite(path, tmp_path / "e.safetensors", config=config))
