@@ -48,6 +48,12 @@ TRANSFORMERS5_DIR := $(VENV)/transformers5
 # 4.x stack in the venv does not have (a fresh clone showed it).
 TRANSFORMERS5_SPECS := transformers==5.24.0 huggingface_hub==2.4.0 tokenizers==0.23.3
 STAMP_TF5 := $(VENV)/.stamp-transformers5
+# The LTX-2.5 oracles (tests only, --no-deps, each in its own folder; tests/ltx25_oracle.py runs them
+# in a subprocess): diffusers 0.42.1 (its huggingface_hub >= 1.32 comes from the transformers 5
+# folder) and comfy-kitchen 0.2.40 (ComfyUI's int8 ConvRot definition).
+DIFFUSERS_DIR := $(VENV)/diffusers042
+COMFY_KITCHEN_DIR := $(VENV)/comfy_kitchen0240
+STAMP_ORACLE25 := $(VENV)/.stamp-oracle-ltx25
 HOST_REQS_FILTERED := $(VENV)/comfyui-requirements.txt
 
 .PHONY: help setup test test-fast demo clean clean-host distclean
@@ -60,7 +66,7 @@ help:
 	@echo "make clean      remove caches and test output"
 	@echo "make distclean  also remove .venv/ and .comfyui/"
 
-setup: $(STAMP_TORCH) $(STAMP_REQS) $(STAMP_HOST_REQS) $(STAMP_LTX) $(STAMP_TF5)
+setup: $(STAMP_TORCH) $(STAMP_REQS) $(STAMP_HOST_REQS) $(STAMP_LTX) $(STAMP_TF5) $(STAMP_ORACLE25)
 	@echo "setup: ok (python: $(VPY), ComfyUI host: $(COMFY_DIR))"
 
 test: setup
@@ -104,6 +110,12 @@ $(STAMP_LTX): $(STAMP_HOST_REQS) Makefile
 $(STAMP_TF5): $(STAMP_VENV) Makefile
 	rm -rf $(TRANSFORMERS5_DIR)
 	$(PIP) install --target $(TRANSFORMERS5_DIR) $(TRANSFORMERS5_SPECS)
+	@touch $@
+
+$(STAMP_ORACLE25): $(STAMP_TF5) Makefile
+	rm -rf $(DIFFUSERS_DIR) $(COMFY_KITCHEN_DIR)
+	$(PIP) install --no-deps --target $(DIFFUSERS_DIR) diffusers==0.42.1
+	$(PIP) install --no-deps --target $(COMFY_KITCHEN_DIR) comfy-kitchen==0.2.40
 	@touch $@
 
 # --- the ComfyUI host --------------------------------------------------------

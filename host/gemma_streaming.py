@@ -96,7 +96,9 @@ class GemmaEncoder:
     @property
     def tokenizer(self) -> GemmaTokenizerBase:
         if self._tokenizer is None:
-            if self.source.tokenizer is not None:
+            if hasattr(self.source, "make_tokenizer"):  # Gemma 4 (model_loaders.gemma4_loading): its own tokenizer
+                self._tokenizer = self.source.make_tokenizer(self.max_length)
+            elif self.source.tokenizer is not None:
                 self._tokenizer = load_tokenizer(self.source.tokenizer, self.max_length)
             else:
                 from safetensors import safe_open
@@ -111,12 +113,15 @@ class GemmaEncoder:
         """Build the module (parameters on meta) and read the weights into CPU memory."""
         if self.model is not None:
             return
-        model = build_gemma_model(self.source, self.device)
+        # A Gemma 4 source builds its own module and reads its own (possibly int8) weights.
+        custom = hasattr(self.source, "build_model")
+        model = self.source.build_model(self.device) if custom else build_gemma_model(self.source, self.device)
         self.builds += 1
         check_keys(self.source, model)
         names = [n for n, _ in model.named_parameters()]
         if self.weights is None:  # benchmarks may hand in weights made in memory
-            self.weights = read_weights(self.source, names, self.dtype, progress)
+            read = self.source.read_weights if custom else lambda *a: read_weights(self.source, *a)
+            self.weights = read(names, self.dtype, progress)
         self.model = model
         self._plan()
 

@@ -30,6 +30,7 @@ import torch
 from ..safetensors_file import TORCH_DTYPES, CheckpointError
 from . import fp8 as fp8_mod
 from . import int8 as int8_mod
+from . import int8_convrot
 
 QUANTIZE_OPTIONS = {"none": None, "fp8 (per-tensor scaled)": "fp8", "int8 (per-channel)": "int8"}
 COMFY_FP8_FORMATS = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
@@ -87,8 +88,13 @@ def normalise_key(key: str, fmt: str) -> str | None:
     return key
 
 
-def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
-    """Layer (bare) -> per-layer config of a ``comfy_quant`` file; unsupported formats raise."""
+def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str,
+                       accept_int8: bool = False) -> dict:  # fmt: skip
+    """Layer (bare) -> per-layer config of a ``comfy_quant`` file; unsupported formats raise.
+
+    ``accept_int8``: also accept ``int8_tensorwise`` layers (plain or ConvRot, ``int8_convrot``),
+    for callers that dequantize them with ``int8_convrot``.
+    """
     layers: dict[str, dict] = {}
     text = metadata.get("_quantization_metadata")
     if text:
@@ -100,14 +106,20 @@ def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mappin
             layers[name.removeprefix(prefix)] = conf
     for key, t in marker_tensors.items():
         layers[key.removeprefix(prefix)[: -len(".comfy_quant")]] = json.loads(bytes(t.tolist()).decode("utf-8"))
-    bad = {k: c.get("format") for k, c in layers.items() if c.get("format") not in COMFY_FP8_FORMATS}
+    supported = set(COMFY_FP8_FORMATS) | ({int8_convrot.FORMAT} if accept_int8 else set())
+    bad = {k: c.get("format") for k, c in layers.items() if c.get("format") not in supported}
     if bad:
         shown = ", ".join(f"{k}: {v}" for k, v in list(bad.items())[:_SHOW])
         raise _fail(
             path,
             f"ComfyUI quantization formats this loader does not read: {shown}. Supported: "
-            f"{', '.join(COMFY_FP8_FORMATS)}; use an fp8 or GGUF file, or the bf16 file with the quantize option.",
+            f"{', '.join(sorted(supported))}; use an fp8 or GGUF file, or the bf16 file with the quantize option.",
         )
+    for name, conf in layers.items():
+        try:
+            int8_convrot.layer_config(conf)
+        except ValueError as err:
+            raise _fail(path, f"layer {name!r}: {err}") from None
     return layers
 
 
