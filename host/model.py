@@ -126,8 +126,9 @@ class ModelLoadError(CheckpointError):
 class LTX2LatentFormat(comfy.latent_formats.LatentFormat):
     """The joint LTX-2 latent.  Identity scaling: the VAEs normalise with their own statistics.
 
-    ``latent_rgb_factors`` stays ``None``: on ComfyUI 0.3.75 the preview callback receives
-    the packed ``(B, 1, N)`` tensor of a nested latent and RGB factors crash the sampler.
+    ``latent_rgb_factors`` stays ``None``: ComfyUI's previewer receives the packed ``(B, 1, N)``
+    tensor of a nested latent and RGB factors crash the sampler on 0.3.75.  The MODEL's own
+    sampler wrapper (``previews.py``) sends the previews instead.
     """
 
     latent_channels = VIDEO_LATENT_CHANNELS

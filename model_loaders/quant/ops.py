@@ -65,8 +65,16 @@ def _low_vram_patch_class():
         import comfy.model_patcher
 
         return getattr(comfy.model_patcher, "LowVramPatch", None)
-    except ImportError:
+    except ImportError:  # outside ComfyUI (tools, benchmarks): there are no such patches
         return None
+
+
+def _calculate_weight():
+    try:
+        from comfy.lora import calculate_weight
+    except ImportError:  # only reached with a LowVramPatch, i.e. inside ComfyUI
+        raise RuntimeError("a ComfyUI LowVramPatch without comfy.lora") from None
+    return calculate_weight
 
 
 def apply_weight_function(fn, weight: torch.Tensor) -> torch.Tensor:
@@ -81,11 +89,9 @@ def apply_weight_function(fn, weight: torch.Tensor) -> torch.Tensor:
     patch_class = _low_vram_patch_class()
     if patch_class is None or not isinstance(fn, patch_class):
         return fn(weight)
-    import comfy.lora
-
     prepared = getattr(fn, "prepared_patches", None)
     patches = prepared if prepared is not None else fn.patches[fn.key]
-    out = comfy.lora.calculate_weight(patches, weight.to(torch.float32), fn.key, intermediate_dtype=torch.float32)
+    out = _calculate_weight()(patches, weight.to(torch.float32), fn.key, intermediate_dtype=torch.float32)
     return out.to(weight.dtype)
 
 
