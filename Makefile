@@ -202,7 +202,7 @@ $(STAMP_BROWSER): | $(STAMP_VENV)
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's chromium for the browser tests"; \
 		apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		$(CHROMIUM) --version; \
 	else \
 		echo "browser: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get);" \
