@@ -32,6 +32,7 @@ import comfy.ops
 from ..model_loaders.safetensors_file import parse_config, read_header
 from ..model_loaders.upsampler_loading import load_upsampler
 from ..model_loaders.video_vae_loading import load_video_vae
+from . import previews
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ def load_vae_file(path: str, dtype_choice: str = "default") -> tuple[AuxModel | 
     if parts["video_vae"]:
         module = load_video_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
         video = AuxModel(module, kind="video VAE", source=path, load_device=load_device, offload_device=offload_device)
+        previews.register_video_vae(video)  # preview colours fitted to this VAE (host/previews.py)
     else:
         video = Unavailable("video VAE", f"{name} holds no video VAE ('vae.*' keys); load the LTX-2 checkpoint instead")
     if parts["audio_vae"] and parts["vocoder"]:

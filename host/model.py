@@ -126,8 +126,9 @@ class ModelLoadError(CheckpointError):
 class LTX2LatentFormat(comfy.latent_formats.LatentFormat):
     """The joint LTX-2 latent.  Identity scaling: the VAEs normalise with their own statistics.
 
-    ``latent_rgb_factors`` stays ``None``: on ComfyUI 0.3.75 the preview callback receives
-    the packed ``(B, 1, N)`` tensor of a nested latent and RGB factors crash the sampler.
+    ``latent_rgb_factors`` stays ``None``: ComfyUI's previewer receives the packed ``(B, 1, N)``
+    tensor of a nested latent and RGB factors crash the sampler on 0.3.75.  The MODEL's own
+    sampler wrapper (``previews.py``) sends the previews instead.
     """
 
     latent_channels = VIDEO_LATENT_CHANNELS
@@ -285,7 +286,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
             transformer_options: ``openltx_denoise_mask`` ``[video_mask, audio_mask]``,
                 ``openltx_perturbations`` (see module doc).
         Returns:
-            velocities in the structure and shapes of ``x``.
+            velocities shaped like ``x``: a list ``[video_v, audio_v]`` for two streams, a
+            tensor for one stream (also when ``x`` is a one-element list).
         """
         video, audio, order = _split_streams(x)
         ref = video if video is not None else audio
@@ -350,8 +352,12 @@ class LTX2DiffusionModel(LTXAVTransformer):
             results["video"] = P.unpatchify_video(out_v[:, :noisy], *video.shape[2:])
         if audio is not None:
             results["audio"] = P.unpatchify_audio(out_a, audio.shape[1], audio.shape[3])
-        if isinstance(x, (list, tuple)):
+        if isinstance(x, (list, tuple)) and len(x) > 1:
             return [results[k] for k in order]
+        # One stream: a tensor, also for a one-element list.  Current ComfyUI's BaseModel hands a
+        # single-shape latent over as ``[tensor]`` and repacks only lists of two or more, so a
+        # one-element list back would reach ``calculate_denoised`` as a list (0.3.75 passes the
+        # bare tensor).
         return results[order[0]]
 
 

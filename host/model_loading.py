@@ -25,6 +25,7 @@ from ..model_loaders import checkpoint
 from .model import SUPPORTED_DTYPES, WEIGHT_DTYPE_OPTIONS, LTX2Model, LTX2ModelConfig, ModelLoadError
 from ..model_loaders.quant import formats as qformats
 from ..model_loaders.quant.ops import quantized_operations
+from . import previews
 
 log = logging.getLogger(__name__)
 FP8_SCALED_MM_ENV = "OPENLTX_FP8_SCALED_MM"
@@ -140,7 +141,9 @@ def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device,
         str(model.get_dtype()).removeprefix("torch."),
         f", computed in {str(cast).removeprefix('torch.')}" if cast is not None else "",
     )
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    previews.attach(patcher)  # live previews while sampling (host/previews.py)
+    return patcher
 
 
 def build_ltx2_model(

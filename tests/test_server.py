@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from comfy_host import history_error
+from comfy_host import PACK_DIR_NAME, history_error
 
 pytestmark = pytest.mark.server
 
@@ -107,12 +107,17 @@ def test_object_info_lists_the_pack_nodes(object_info):
     assert not missing, f"nodes missing from /object_info: {missing}"
 
 
-def test_every_pack_node_is_known_and_has_a_help_page(object_info, repo_root):
+def test_every_pack_node_is_known_and_has_a_help_page(comfy_server, object_info, repo_root):
     ours = sorted(k for k in object_info if k.startswith("OpenLTX"))
     unknown = [k for k in ours if k not in EXPECTED_NODES]
     assert not unknown, f"nodes without an entry in EXPECTED_NODES (add their contract): {unknown}"
     no_page = [k for k in ours if not (repo_root / "web" / "docs" / f"{k}.md").is_file()]
     assert not no_page, f"nodes without a web/docs help page: {no_page}"
+    # where the frontends ask first (docs/<NodeId>/<locale>.md), served from the pack's web folder
+    pack = PACK_DIR_NAME
+    for k in ours:
+        res = comfy_server.get(f"/extensions/{pack}/docs/{k}/en.md")
+        assert res.status == 200 and res.body == (repo_root / "web" / "docs" / f"{k}.md").read_bytes(), k
 
 
 @pytest.mark.parametrize("node_id", sorted(EXPECTED_NODES))

@@ -19,8 +19,15 @@ float32 copy of it) into the real float weight, ``calculate_weight`` adds the pa
 ``set_weight`` stores the sum back — requantized under the layer's existing scale for fp8 /
 int8 (memory stays 1 byte per weight; the scale is not a patched key, so unpatching restores
 the original exactly), kept dense in ``dense_dtype`` for GGUF layers (a K-quant re-fit per
-patch would be slow and lossy).  In ComfyUI's low-VRAM path the same functions run per call
-through ``weight_function`` (``LowVramPatch``), which receives the raw weight.
+patch would be slow and lossy).
+
+In ComfyUI's low-VRAM path the patches are applied per call through the layer's
+``weight_function`` list (``LowVramPatch``).  Its convention changed between hosts: 0.3.75
+hands it the stored weight and converts / stores back through ``convert_weight`` /
+``set_weight``; current ComfyUI hands it the dequantized float weight and ignores both.  So
+``forward`` dequantizes first and applies a ``LowVramPatch``'s patches to the float weight itself
+(``comfy.lora.calculate_weight`` on ``patches[key]``, the same on every host); any other weight
+function gets the float weight, as core's own layers give it on both hosts.
 """
 
 from __future__ import annotations
@@ -51,6 +58,41 @@ def _run_every_op():
             comfy.ops.run_every_op()
     except ImportError:
         pass
+
+
+def _low_vram_patch_class():
+    try:
+        import comfy.model_patcher
+
+        return getattr(comfy.model_patcher, "LowVramPatch", None)
+    except ImportError:  # outside ComfyUI (tools, benchmarks): there are no such patches
+        return None
+
+
+def _calculate_weight():
+    try:
+        from comfy.lora import calculate_weight
+    except ImportError:  # only reached with a LowVramPatch, i.e. inside ComfyUI
+        raise RuntimeError("a ComfyUI LowVramPatch without comfy.lora") from None
+    return calculate_weight
+
+
+def apply_weight_function(fn, weight: torch.Tensor) -> torch.Tensor:
+    """One entry of a layer's ``weight_function`` / ``bias_function`` on the float ``weight``.
+
+    A ``LowVramPatch`` (ComfyUI's per-call LoRA patch) is not called: its own ``__call__``
+    expects the stored weight on ComfyUI 0.3.75 and the float weight on current ComfyUI.  Its
+    patches (``patches[key]``, or the prefetched ``prepared_patches`` of current ComfyUI) are
+    added here with ``comfy.lora.calculate_weight`` in float32.  Anything else is called with
+    the float weight.
+    """
+    patch_class = _low_vram_patch_class()
+    if patch_class is None or not isinstance(fn, patch_class):
+        return fn(weight)
+    prepared = getattr(fn, "prepared_patches", None)
+    patches = prepared if prepared is not None else fn.patches[fn.key]
+    out = _calculate_weight()(patches, weight.to(torch.float32), fn.key, intermediate_dtype=torch.float32)
+    return out.to(weight.dtype)
 
 
 def quantized_operations(
@@ -179,7 +221,7 @@ def quantized_operations(
             bias = None if self.bias is None else self.bias.to(device=device, dtype=dtype, non_blocking=True)
             weight_fns = getattr(self, "weight_function", ())  # absent on plain torch layers
             for f in getattr(self, "bias_function", ()):
-                bias = f(bias)
+                bias = apply_weight_function(f, bias)
             if not weight_fns and raw.dtype == torch.float8_e4m3fn and self._scaled_mm:
                 if fp8_mod.scaled_mm_available(device):
                     try:
@@ -190,9 +232,10 @@ def quantized_operations(
                         out = None
                     if out is not None:
                         return out
+            weight = self._dequant(raw, dtype)
             for f in weight_fns:
-                raw = f(raw)
-            return F.linear(input, self._dequant(raw, dtype), bias)
+                weight = apply_weight_function(f, weight)
+            return F.linear(input, weight, bias)
 
     class QuantOps(base):
         Linear = QuantLinear
