@@ -75,8 +75,8 @@ def scaled_vocoder(section: dict) -> dict:
     if "bwe" not in voc:
         voc["upsample_initial_channel"] = 64  # 5 upsamplers: 64 -> 2 channels
         return voc
-    voc["vocoder"]["upsample_initial_channel"] = 128  # 6 upsamplers: 128 -> 2
-    voc["bwe"]["upsample_initial_channel"] = 64
+    voc["vocoder"]["upsample_initial_channel"] = 64  # 6 upsamplers: 64 -> 1
+    voc["bwe"]["upsample_initial_channel"] = 32  # 5 upsamplers: 32 -> 1
     voc["bwe"]["n_fft"] = voc["bwe"]["win_size"] = 128
     return voc
 
