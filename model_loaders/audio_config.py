@@ -32,7 +32,8 @@ from .safetensors_file import CheckpointError
 Shapes = Mapping[str, tuple]
 
 # --------------------------------------------------------------------------- released values
-RELEASED_AUDIO_DDCONFIG = {"causality_axis": "height", "resolution": 256, "mel_bins": 64, "dropout": 0.0}
+RELEASED_AUDIO_DDCONFIG = {"causality_axis": "height", "resolution": 256, "mel_bins": 64, "dropout": 0.0,
+                           "downsample_time": False}  # fmt: skip
 RELEASED_AUDIO_RATE = 16000
 RELEASED_PREPROCESSING = {
     "stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},

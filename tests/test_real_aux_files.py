@@ -388,3 +388,50 @@ def test_header_less_vocoder_of_no_release_is_refused(tmp_path):
     save_file(sd, str(path))
     with pytest.raises(CheckpointError, match=r"no config for the vocoder.*\[16, 15, 8, 4, 6\].*strides are unknown"):
         load_vocoder(path)
+
+
+# ------------------------------------------------------------------------------ full-size key sets
+@pytest.mark.parametrize("version", VERSIONS)
+def test_published_full_size_key_sets(version):
+    """The real files' key sets and shapes (from the published headers, no weights): the tensor
+    counts measured on the published bundles (video VAE 184 / 170 + the 2 unused statistics,
+    audio VAE 102, 2.3 vocoder 1227), every part found, no header value contradicting a shape,
+    and the header-less resolution giving back the published values."""
+    from openltx.model_loaders import layouts as L
+    from openltx.model_loaders.audio_config import resolve_audio_vae_config, resolve_vocoder_config
+    from openltx.model_loaders.video_vae_config import resolve_video_vae_config
+
+    config = F.published_config(version)
+    video = L.video_vae_layout(config["vae"], with_unused_stats=True)
+    audio, vocoder = L.audio_vae_layout(config["audio_vae"]), L.vocoder_layout(config["vocoder"])
+    assert (len(video), len(audio)) == ((186, 102) if version == "2.0" else (172, 102))
+    if version == "2.3":
+        assert len(vocoder) == 1227
+    parts = find_parts({**video, **audio, **vocoder})
+    assert {n: p.version for n, p in parts.items()} == {"video_vae": version, "audio_vae": version, "vocoder": version}
+
+    def module_shapes(name):
+        return {m: {**video, **audio, **vocoder}[f] for m, f in parts[name].keys.items()}
+
+    for header in (config, None):
+        v = resolve_video_vae_config("real", header["vae"] if header else None, module_shapes("video_vae"), "vae.")
+        for key in ("latent_channels", "patch_size", "decoder_base_channels", "latent_log_var", "norm_layer",
+                    "timestep_conditioning", "in_channels", "out_channels"):
+            assert v.config[key] == config["vae"][key], (key, header is None)  # fmt: skip
+        assert [b[0] for b in v.config["encoder_blocks"]] == [b[0] for b in config["vae"]["encoder_blocks"]]
+        for ours, published in zip(v.config["decoder_blocks"], config["vae"]["decoder_blocks"]):
+            assert ours[0] == published[0]
+            assert {k: ours[1][k] for k in published[1]} == published[1]  # residual / inject_noise / layers
+        assert (v.config["encoder_spatial_padding_mode"], v.config["decoder_spatial_padding_mode"]) == ("zeros", "reflect")
+        a = resolve_audio_vae_config("real", header["audio_vae"] if header else None, module_shapes("audio_vae"))
+        dd = a.config["model"]["params"]["ddconfig"]
+        assert {k: dd[k] for k in config["audio_vae"]["model"]["params"]["ddconfig"]} == \
+            config["audio_vae"]["model"]["params"]["ddconfig"]  # fmt: skip
+        assert a.config["preprocessing"]["stft"] == config["audio_vae"]["preprocessing"]["stft"]
+        voc = resolve_vocoder_config("real", header["vocoder"] if header else None, module_shapes("vocoder"))
+        published = config["vocoder"]
+        for ours, theirs in ((voc.config, published),) if version == "2.0" else \
+                ((voc.config["vocoder"], published["vocoder"]), (voc.config["bwe"], published["bwe"])):  # fmt: skip
+            assert {k: ours[k] for k in theirs} == theirs, header is None
+        if version == "2.0":
+            assert voc.config["output_sampling_rate"] == 24000
