@@ -7,9 +7,10 @@ and everything else in the graph (unloading others, or running partly offloaded 
 GPU).  These objects are the values of the pack's own types ``OPENLTX_VAE``,
 ``OPENLTX_AUDIO_VAE`` (audio VAE + vocoder in one ``ModuleDict``) and ``OPENLTX_UPSCALER``.
 
-A loader output whose part is absent from the file (a bundle without audio, a standalone
-audio file without the video VAE) is an ``Unavailable`` placeholder: using it raises its
-message, which says what is missing and what to load instead.
+The VAE loader takes the parts from one or two files (a bundle; or a video VAE file and an
+audio VAE + vocoder file, as Kijai and unsloth publish them).  An output whose part no file
+holds is an ``Unavailable`` placeholder: using it raises its message, which says what is
+missing and which published files carry it.
 
 Latent helpers: ``split_latent`` takes a LATENT dict apart into its video / audio streams
 (nested or single) and ``join_latent`` builds one back.
@@ -29,7 +30,8 @@ import comfy.model_patcher
 import comfy.nested_tensor
 import comfy.ops
 
-from ..model_loaders.safetensors_file import parse_config, read_header
+from ..model_loaders.aux_parts import Part, find_parts, where_to_get
+from ..model_loaders.safetensors_file import read_header
 from ..model_loaders.upsampler_loading import load_upsampler
 from ..model_loaders.video_vae_loading import load_video_vae
 from . import previews
@@ -94,60 +96,90 @@ def pick_dtype(choice: str, load_device) -> torch.dtype:
 
 
 # ------------------------------------------------------------------------------ loading
-def file_parts(path: str) -> dict[str, bool]:
-    """Which LTX-2 auxiliary parts a file holds (from its header keys)."""
+def file_parts(path: str) -> dict[str, Part]:
+    """The LTX-2 auxiliary parts a file holds (``model_loaders.aux_parts``; header only)."""
     header = read_header(path)
-    keys = header.tensors
-    config = parse_config(header) or {}
-    # Bare "encoder.*" / "decoder.*" keys are a video VAE only when the header describes one
-    # (a standalone audio VAE file may use the same bare names).
-    video_config = "vae" in config or "encoder_blocks" in config or "decoder_blocks" in config
-    video = any(k.startswith(("vae.encoder.", "vae.decoder.")) for k in keys) or (
-        video_config and any(k.startswith(("encoder.", "decoder.")) for k in keys)
-    )
-    audio = any(k.startswith("audio_vae.") for k in keys)
-    vocoder = any(k.startswith("vocoder.") for k in keys)
-    return {"video_vae": video, "audio_vae": audio, "vocoder": vocoder}
+    return find_parts({k: e.shape for k, e in header.tensors.items()})
 
 
-def load_vae_file(path: str, dtype_choice: str = "default") -> tuple[AuxModel | Unavailable, AuxModel | Unavailable]:
-    """(video VAE, audio VAE + vocoder) of a bundle or a standalone VAE file."""
-    name = os.path.basename(path)
+def _names(paths) -> str:
+    return " and ".join(os.path.basename(p) for p in paths)
+
+
+VaeOutputs = tuple["AuxModel | Unavailable", "AuxModel | Unavailable"]
+_PART_WORDS = {"audio_vae": "audio VAE", "vocoder": "vocoder"}
+
+
+def load_vae_files(paths: list[str], dtype_choice: str = "default",
+                   inputs: tuple[str, ...] = ("vae_name", "second_vae_name")) -> VaeOutputs:  # fmt: skip
+    """(video VAE, audio VAE + vocoder) from one or two files: each part from the first file
+    that holds it (a bundle holds all three; a video VAE file and an audio file complement
+    each other).  A part no file holds is an ``Unavailable`` naming the published files that
+    carry it; a file that holds no part at all is an error naming its input.
+    """
     load_device, offload_device = mm.vae_device(), mm.vae_offload_device()
     dtype = pick_dtype(dtype_choice, load_device)
-    parts = file_parts(path)
-    if not any(parts.values()):
-        raise ValueError(
-            f"{name}: no LTX-2 VAE weights in this file (expected 'vae.*' video VAE keys and/or 'audio_vae.*' + "
-            "'vocoder.*'); pick the LTX-2 checkpoint or a standalone LTX-2 VAE file"
-        )
-    if parts["video_vae"]:
-        module = load_video_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
-        video = AuxModel(module, kind="video VAE", source=path, load_device=load_device, offload_device=offload_device)
+    found: dict[str, tuple[str, Part]] = {}
+    for path, input_name in zip(paths, inputs):
+        parts = file_parts(path)
+        if not parts:
+            raise ValueError(
+                f"{input_name}: {os.path.basename(path)}: no LTX-2 VAE weights in this file (expected 'vae.*' video "
+                "VAE keys and/or 'audio_vae.*' + 'vocoder.*', or the keys of a standalone LTX-2 video / audio VAE "
+                "file); pick the LTX-2 checkpoint or an LTX-2 VAE file"
+            )
+        for name, part in parts.items():
+            if name in found:
+                log.info("%s: its %s is not used; %s provides it", os.path.basename(path), part.what,
+                         os.path.basename(found[name][0]))  # fmt: skip
+            else:
+                found[name] = (path, part)
+    versions = {n: part.version for n, (_, part) in found.items() if part.version}
+    if "video_vae" in versions and "vocoder" in versions and versions["video_vae"] != versions["vocoder"]:
+        log.warning("LTX-2 VAE Loader: the video VAE (%s) is from LTX-%s, the audio VAE / vocoder (%s) from LTX-%s; "
+                    "use the parts of one model", os.path.basename(found["video_vae"][0]), versions["video_vae"],
+                    os.path.basename(found["vocoder"][0]), versions["vocoder"])  # fmt: skip
+    names = _names(paths)
+    verb = "has" if len(paths) == 1 else "have"
+    if "video_vae" in found:
+        module = load_video_vae(found["video_vae"][0], dtype=dtype, device=offload_device, operations=OPERATIONS)
+        video = AuxModel(module, kind="video VAE", source=found["video_vae"][0], load_device=load_device,
+                         offload_device=offload_device)  # fmt: skip
         previews.register_video_vae(video)  # preview colours fitted to this VAE (host/previews.py)
     else:
-        video = Unavailable("video VAE", f"{name} holds no video VAE ('vae.*' keys); load the LTX-2 checkpoint instead")
-    if parts["audio_vae"] and parts["vocoder"]:
-        audio = _load_audio(path, dtype, load_device, offload_device)
+        version = versions.get("vocoder")
+        video = Unavailable(
+            "video VAE",
+            f"{names} {verb} no LTX-2 video VAE. It is in {where_to_get('video_vae', version)}: select one of those "
+            "files as vae_name or second_vae_name in the LTX-2 VAE Loader",
+        )
+    if "audio_vae" in found and "vocoder" in found:
+        audio = _load_audio(found["audio_vae"][0], found["vocoder"][0], dtype, load_device, offload_device)
     else:
-        missing = " and ".join(p for p in ("audio_vae", "vocoder") if not parts[p])
+        missing = " and ".join(_PART_WORDS[p] for p in ("audio_vae", "vocoder") if p not in found)
+        version = versions.get("video_vae") or versions.get("vocoder")
         audio = Unavailable(
             "audio VAE",
-            f"{name} has no audio decoder ({missing} weights missing): it cannot make or read sound. Load the full "
-            "LTX-2 checkpoint (it holds audio_vae.* and vocoder.*) in the LTX-2 VAE Loader, or leave the audio input "
-            "unconnected",
+            f"{names} {verb} no audio decoder ({missing} missing): it cannot make or read sound. The audio VAE and "
+            f"vocoder are in {where_to_get('audio_vae', version)}: select one of those files as second_vae_name (or "
+            "vae_name) in the LTX-2 VAE Loader, or leave the audio input unconnected",
         )
     return video, audio
 
 
-def _load_audio(path: str, dtype, load_device, offload_device) -> AuxModel:
-    from ..model_loaders import audio_loading  # the audio engineer's module: imported when a file has audio
+def load_vae_file(path: str, dtype_choice: str = "default") -> VaeOutputs:
+    """(video VAE, audio VAE + vocoder) of a bundle or a standalone VAE file."""
+    return load_vae_files([path], dtype_choice)
 
-    audio_vae = audio_loading.load_audio_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
-    vocoder = audio_loading.load_vocoder(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
+
+def _load_audio(vae_path: str, vocoder_path: str, dtype, load_device, offload_device) -> AuxModel:
+    from ..model_loaders import audio_loading  # imported when a file has audio
+
+    audio_vae = audio_loading.load_audio_vae(vae_path, dtype=dtype, device=offload_device, operations=OPERATIONS)
+    vocoder = audio_loading.load_vocoder(vocoder_path, dtype=dtype, device=offload_device, operations=OPERATIONS)
     both = torch.nn.ModuleDict({"audio_vae": audio_vae, "vocoder": vocoder})
     both.dtype = dtype
-    return AuxModel(both, kind="audio VAE", source=path, load_device=load_device, offload_device=offload_device)
+    return AuxModel(both, kind="audio VAE", source=vae_path, load_device=load_device, offload_device=offload_device)
 
 
 def load_upscaler_file(path: str, dtype_choice: str = "default") -> AuxModel:
