@@ -400,6 +400,12 @@ def _quant_spec(path, layer: str, weight: tuple, parts: dict, marker: dict | Non
     return None, shape
 
 
+def param_shape(source: GemmaSource, name: str) -> tuple[int, ...] | None:
+    """The shape of the text model's weight ``name`` (``layers.0.self_attn.q_proj.weight``), None if absent."""
+    entry = source.tensors.get(name)
+    return tuple(entry[3]) if entry is not None else None
+
+
 def check_width(source: GemmaSource, hidden_size: int, hidden_states: int, what: str = "the LTX checkpoint") -> None:
     """The Gemma file must produce what the LTX text projection takes (3840 x 49 for Gemma 3 12B)."""
     if (source.hidden_size, source.num_hidden_states) != (hidden_size, hidden_states):

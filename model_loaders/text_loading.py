@@ -87,34 +87,21 @@ RELEASED_HEAD_DIM = 128  # 2.0 connectors: 30 x 128; an ungated connector's head
 RELEASED_TEXT_WIDTH = 3840  # Gemma 3 12B
 NORM_TYPES = {"per_token_rms": True}  # text_encoder_norm_type -> V2 (the only value published)
 
-# Published files that carry each part (for "missing" messages: where to download it).
-PUBLISHED = {
-    ("2.0", "projection"): (
-        "the LTX-2 checkpoint ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, "
-        "models/checkpoints)",
-        "Kijai's ltx-2-19b-embeddings_connector_dev_bf16.safetensors / ltx-2-19b-embeddings_connector_distill_bf16"
-        ".safetensors (Kijai/LTXV2_comfy, models/text_encoders)",
-    ),
-    ("2.0", "connectors"): (
-        "the LTX-2 checkpoint ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, "
-        "models/checkpoints)",
-        "Kijai's ltx-2-19b-embeddings_connector_dev_bf16.safetensors / ltx-2-19b-embeddings_connector_distill_bf16"
-        ".safetensors (Kijai/LTXV2_comfy, models/text_encoders)",
-    ),
-    ("2.3", "projection"): (
-        "the LTX-2.3 checkpoint ltx-2.3-22b-dev.safetensors / ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, "
-        "models/checkpoints)",
-        "Kijai's ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders)",
-    ),
-    ("2.3", "connectors"): (
-        "the LTX-2.3 checkpoint ltx-2.3-22b-dev.safetensors / ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, "
-        "models/checkpoints)",
-        "Kijai's ltx-2.3-22b-dev_transformer_only_bf16.safetensors and the other transformer_only files "
-        "(Kijai/LTX2.3_comfy, models/diffusion_models)",
-        "unsloth's ltx-2.3-22b-dev_embeddings_connectors.safetensors / ltx-2.3-22b-distilled_embeddings_connectors"
-        ".safetensors (unsloth/LTX-2.3-GGUF, models/text_encoders)",
-    ),
-}
+# Published files that carry the parts (for "missing" messages: where to download them).
+PUBLISHED = (
+    ("2.0", "the LTX-2 checkpoint ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, "
+     "models/checkpoints)", ("projection", "connectors")),
+    ("2.0", "Kijai's ltx-2-19b-embeddings_connector_dev_bf16.safetensors / ltx-2-19b-embeddings_connector_distill_bf16"
+     ".safetensors (Kijai/LTXV2_comfy, models/text_encoders)", ("projection", "connectors")),
+    ("2.3", "the LTX-2.3 checkpoint ltx-2.3-22b-dev.safetensors / ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, "
+     "models/checkpoints)", ("projection", "connectors")),
+    ("2.3", "Kijai's ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders)",
+     ("projection",)),
+    ("2.3", "Kijai's ltx-2.3-22b-dev_transformer_only_bf16.safetensors and the other transformer_only files "
+     "(Kijai/LTX2.3_comfy, models/diffusion_models)", ("connectors",)),
+    ("2.3", "unsloth's ltx-2.3-22b-dev_embeddings_connectors.safetensors / ltx-2.3-22b-distilled_embeddings_connectors"
+     ".safetensors (unsloth/LTX-2.3-GGUF, models/text_encoders)", ("connectors",)),
+)  # fmt: skip
 WHAT = {
     "projection": "text projection ('text_embedding_projection.*': Gemma's 49 hidden states -> the connectors)",
     "connectors": "text connectors ('model.diffusion_model.video_embeddings_connector.*' and "
@@ -314,14 +301,17 @@ def _version_hint(files: Sequence[TextFile], projection: Part | None, connectors
 
 def _missing(files: Sequence[TextFile], what: Sequence[str], version: str | None) -> CheckpointError:
     versions = [version] if version else ["2.0", "2.3"]
-    where = "; ".join(
-        f"the {w} for LTX-{v}: " + " or ".join(PUBLISHED[(v, w)]) for w in what for v in versions
-    )
+    where = []
+    for v in versions:
+        offers = [(text, [w for w in what if w in carries]) for ver, text, carries in PUBLISHED if ver == v]
+        shown = [text + ("" if len(what) == 1 or len(has) == len(what) else f" ({has[0]} only)") for text, has in offers if has]
+        where.append(f"for LTX-{v}: " + "; ".join(shown))
     selected = "; ".join(f"{f.role} {f.path} ({f.holds()})" for f in files) or "none"
     return CheckpointError(
         f"the LTX-2 {' and the '.join(WHAT[w] for w in what)} {'is' if len(what) == 1 else 'are'} in none of the "
-        f"selected files ({selected}). Published in: {where}. Select such a file as ltx_checkpoint or extra_file of "
-        "LTX-2 Text Encoder Loader (download it into that folder first if you do not have it)."
+        f"selected files ({selected}). {'It is' if len(what) == 1 else 'They are'} published in: {' | '.join(where)}. "
+        "Select such a file as ltx_checkpoint or extra_file of LTX-2 Text Encoder Loader (download it into that "
+        "folder first if you do not have it)."
     )
 
 
@@ -539,6 +529,10 @@ def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> T
         if header_v2 != v2:
             found = ("the LTX-2.3 dual projection (video_aggregate_embed + audio_aggregate_embed)" if v2 else
                      "the LTX-2.0 single projection (aggregate_embed)")  # fmt: skip
+            if v2:  # a 2.0 header: the 2.3 keys are absent
+                raise _err(header.source, f"the header's config.transformer describes an LTX-2.0 text path (it has no "
+                           f"caption_proj_before_connector), but {pname} holds {found}. The header and the weights "
+                           "come from different models: select files of one model version.")  # fmt: skip
             raise header.contradiction("caption_proj_before_connector", parts.header.get("caption_proj_before_connector"),
                                        f"{pname} holds {found}")  # fmt: skip
     norm = header.get("text_encoder_norm_type")
@@ -558,14 +552,14 @@ def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> T
     if caption is not None and flat % int(caption):
         raise header.contradiction("caption_channels", caption, f"{pname}'s projection takes {flat} inputs, not a "
                                    "multiple of it (hidden size x hidden states of the text encoder)")  # fmt: skip
-    if flat % hidden:
-        raise _err(proj.file.path, f"the text projection takes {flat} inputs, which is not a whole number of "
-                   f"{hidden}-wide hidden states of the text encoder; it belongs to another text encoder.")  # fmt: skip
     states = flat // hidden
-    if text_hidden_states is not None and states != text_hidden_states:
-        raise _err(proj.file.path, f"the text projection takes {states} hidden states of width {hidden} ({flat} inputs), "
-                   f"but the Gemma model gives {text_hidden_states} ({text_hidden_states - 1} layers). LTX-2 needs Gemma "
-                   "3 12B (48 layers, width 3840): a 1B / 4B / 27B Gemma does not fit.")  # fmt: skip
+    gemma = text_hidden_size is not None and text_hidden_states is not None
+    if flat % hidden or (gemma and flat != hidden * text_hidden_states):
+        given = (f"the Gemma model gives {text_hidden_states} hidden states ({text_hidden_states - 1} layers) of width "
+                 f"{hidden}" if gemma else f"that is not a whole number of {hidden}-wide hidden states")  # fmt: skip
+        raise _err(proj.file.path, f"the text projection takes {flat} inputs (hidden size x hidden states of its text "
+                   f"encoder: 3840 x 49 = 188160 for Gemma 3 12B), but {given}. LTX-2 needs Gemma 3 12B (48 layers, "
+                   "width 3840): a 1B / 4B / 27B Gemma does not fit.")  # fmt: skip
 
     numerics = _numerics(parts, header)
     video, audio = (_connector_config(parts, header, s, numerics) for s in ("video", "audio"))
