@@ -19,7 +19,8 @@ official bundle ``ltx-2-19b-dev``, ``ltx-2.3-22b-dev``  yes                 yes
 transformer-only (Kijai ``*_transformer_only_*``)     --                  yes (2.3)
 Kijai 2.0 ``ltx-2-19b-embeddings_connector_*_bf16``   yes (V1)            yes
 Kijai 2.3 ``ltx-2.3_text_projection_bf16``            yes (V2, 4 tensors) --
-unsloth ``ltx-2.3-22b-*_embeddings_connectors``       (if present)        yes
+unsloth ``ltx-2.3-22b-*_embeddings_connectors``       yes (V2, 4 tensors) -- (despite the name)
+GGUF transformers (QuantStack; some repacks)          (rare)              some
 a Gemma file with the projection inside it            yes                 --
 ====================================================  ==================  ==============
 
@@ -97,10 +98,13 @@ PUBLISHED = (
      "models/checkpoints)", ("projection", "connectors")),
     ("2.3", "Kijai's ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders)",
      ("projection",)),
+    ("2.3", "unsloth's ltx-2.3-22b-dev_embeddings_connectors.safetensors / ltx-2.3-22b-distilled_embeddings_connectors"
+     ".safetensors (unsloth/LTX-2.3-GGUF, models/text_encoders; despite the name, the 4 projection tensors)",
+     ("projection",)),
     ("2.3", "Kijai's ltx-2.3-22b-dev_transformer_only_bf16.safetensors and the other transformer_only files "
      "(Kijai/LTX2.3_comfy, models/diffusion_models)", ("connectors",)),
-    ("2.3", "unsloth's ltx-2.3-22b-dev_embeddings_connectors.safetensors / ltx-2.3-22b-distilled_embeddings_connectors"
-     ".safetensors (unsloth/LTX-2.3-GGUF, models/text_encoders)", ("connectors",)),
+    ("2.3", "GGUF transformers that embed the connectors (QuantStack/LTX-2.3-GGUF, models/diffusion_models or unet)",
+     ("connectors",)),
 )  # fmt: skip
 WHAT = {
     "projection": "text projection ('text_embedding_projection.*': Gemma's 49 hidden states -> the connectors)",

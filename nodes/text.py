@@ -125,9 +125,9 @@ class OpenLTXTextEncoderLoader(io.ComfyNode):
                                tooltip="Compute precision. bf16 is Gemma's own; fp32 doubles memory; fp16 may overflow."),
                 io.Combo.Input("extra_file", options=extra_file_options(), default=NONE, optional=True,
                                tooltip="Another file with LTX text parts, when neither the checkpoint nor the Gemma file "
-                               "has them: Kijai's ltx-2.3_text_projection_bf16 (the 2.3 projection), "
-                               "ltx-2-19b-embeddings_connector_dev_bf16 (2.0 projection + connectors) or unsloth's "
-                               "*_embeddings_connectors (2.3 connectors), from models/text_encoders. 'none': not needed."),
+                               "has them: Kijai's ltx-2.3_text_projection_bf16 or unsloth's ltx-2.3-22b-*_embeddings_"
+                               "connectors (both: the 2.3 text projection), Kijai's ltx-2-19b-embeddings_connector_"
+                               "dev_bf16 (2.0 projection + connectors), from models/text_encoders. 'none': not needed."),
             ],
             outputs=[TextEncoderType.Output(
                 tooltip="The LTX-2 text encoder, for LTX-2 Text Encode. Weights load on first use.")],

@@ -111,7 +111,7 @@ def _layouts(version: str, root, gemma_file, gemma_model):
         kijai = w(root / "ltx-2.3_text_projection_bf16.safetensors", proj)
         with_proj = tg.write_comfy_file(gemma_model, root / "gemma_with_projection.safetensors", extra=proj)
         bare_dit = w(root / "t_only_noconn.safetensors", dit_only, meta)
-        unsloth = w(root / "ltx-2.3-22b-dev_embeddings_connectors.safetensors", conn)
+        unsloth = w(root / "ltx-2.3-22b-dev_embeddings_connectors.safetensors", proj)  # the projection, as published
         bare_names = w(root / "connectors_bare.safetensors", {k.removeprefix(tt.DIT): v for k, v in conn.items()})
         fp8_stored, fp8_dense = tt.fp8_connectors({**dit_only, **conn})
         fp8 = w(root / "ltx-2.3-22b-dev_transformer_only_fp8_scaled.safetensors", fp8_stored, meta)
@@ -119,8 +119,8 @@ def _layouts(version: str, root, gemma_file, gemma_model):
             "transformer-only + Kijai projection file": (t_only, kijai, gemma_file, text),
             "no header anywhere": (t_only_nometa, kijai, gemma_file, text),
             "projection in the Gemma file": (t_only, None, with_proj, text),
-            "unsloth connector file + projection in the Gemma file": (bare_dit, unsloth, with_proj, text),
-            "bare connector keys": (bare_dit, bare_names, with_proj, text),
+            "transformer-only + unsloth's embeddings_connectors file": (t_only, unsloth, gemma_file, text),
+            "connector-only file with bare keys + projection in the Gemma file": (bare_dit, bare_names, with_proj, text),
             "fp8 connectors (comfy_quant)": (fp8, kijai, gemma_file, {**proj, **{k: fp8_dense[k] for k in conn}}),
             "GGUF with the connectors": (tt.write_gguf(root / "LTX-2.3-dev-Q8_0.gguf", {**dit_only, **conn}, cfg),
                                          kijai, gemma_file, text),
@@ -141,7 +141,8 @@ CASES = [("2.0", n) for n in ("bundle", "bundle, no metadata", "transformer-only
                               "no header anywhere", "GGUF Q8_0 with the text parts")] + \
         [("2.3", n) for n in ("bundle", "bundle, no metadata", "transformer-only + Kijai projection file",
                               "no header anywhere", "projection in the Gemma file",
-                              "unsloth connector file + projection in the Gemma file", "bare connector keys",
+                              "transformer-only + unsloth's embeddings_connectors file",
+                              "connector-only file with bare keys + projection in the Gemma file",
                               "fp8 connectors (comfy_quant)", "GGUF with the connectors")]  # fmt: skip
 
 
@@ -206,15 +207,14 @@ def test_missing_projection_names_the_published_files(layouts):
 
 def test_missing_connectors_names_the_published_files(layouts):
     _, kijai, gemma, _ = layouts["2.3"]["transformer-only + Kijai projection file"]
-    _, unsloth, _, _ = layouts["2.3"]["unsloth connector file + projection in the Gemma file"]
-    bare_dit = unsloth.parent / "t_only_noconn.safetensors"
+    bare_dit, _, _, _ = layouts["2.3"]["connector-only file with bare keys + projection in the Gemma file"]
     with pytest.raises(CheckpointError) as err:
         LTXTextEncoder(gemma, bare_dit, extra_file=kijai)
     msg = str(err.value)
-    for part in ("text connectors", "transformer_only", "ltx-2.3-22b-dev_embeddings_connectors.safetensors",
+    for part in ("text connectors", "transformer_only", "ltx-2.3-22b-dev.safetensors", "QuantStack",
                  "(text projection)"):  # fmt: skip
         assert part in msg, (part, msg)
-    assert "ltx-2-19b" not in msg
+    assert "ltx-2-19b" not in msg and "embeddings_connectors" not in msg  # unsloth's file has no connectors
 
 
 def test_parts_of_two_versions_are_refused(layouts, gemmas):
