@@ -97,6 +97,17 @@ def _value_table(device, dtype) -> torch.Tensor:
     return torch.cat((mags, -mags))
 
 
+_PAIRS: dict[torch.device, torch.Tensor] = {}
+
+
+def _pair_table(device: torch.device) -> torch.Tensor:
+    """float32 ``[256, 2]``: the two values a byte holds (high nibble first); one lookup per byte."""
+    if device not in _PAIRS:
+        table = _value_table(device, torch.float32)
+        _PAIRS[device] = torch.stack((table.repeat_interleave(16), table.repeat(16)), dim=-1)
+    return _PAIRS[device]
+
+
 def decode_codes(codes: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """E2M1 codes -> values (exact in every float dtype)."""
     return _value_table(codes.device, dtype)[codes.long()]
@@ -146,9 +157,11 @@ def dequantize(
     prow, pcol = packed.shape[0], packed.shape[1] * 2
     blocks = from_blocked(block_scale.to(device), prow, pcol // BLOCK).to(torch.float32)  # [Np, Kp / 16]
     total = scale_2.to(device=device, dtype=torch.float32).reshape(()) * blocks
-    values = decode_codes(unpack_codes(packed)).view(prow, pcol // BLOCK, BLOCK)
-    out = (values * total.unsqueeze(-1)).view(prow, pcol)[:rows, :cols]
-    return out.to(dtype)
+    # one table lookup per byte (both nibbles), then the block scales in place: ~2x faster on the
+    # CPU than unpacking the nibbles first, and the same numbers
+    values = torch.nn.functional.embedding(packed.to(torch.int32), _pair_table(device)).view(prow, pcol // BLOCK, BLOCK)
+    values.mul_(total.unsqueeze(-1))
+    return values.view(prow, pcol)[:rows, :cols].to(dtype)
 
 
 def quantize(weight: torch.Tensor, scale_2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
