@@ -415,6 +415,9 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
                    "file is incomplete: download it again.")  # fmt: skip
     width = registers[1]
     gate = _shape(part, base + "transformer_1d_blocks.0.attn1.to_gate_logits.weight")
+    gate_bias = _shape(part, base + "transformer_1d_blocks.0.attn1.to_gate_logits.bias")
+    if gate is not None and gate_bias is not None and len(gate_bias) == 1:
+        gate = (gate_bias[0], width)  # the bias is never quantized: its length is the head count
     layers = len(blocks)
     audio = stream == "audio"
 
@@ -515,6 +518,9 @@ def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> T
     shapes = {}
     for w in weights:
         shape = _shape(proj, proj.prefix + PROJECTION + w + ".weight")
+        bias = _shape(proj, proj.prefix + PROJECTION + w + ".bias")
+        if shape is not None and len(shape) == 2 and bias is not None and len(bias) == 1:
+            shape = (bias[0], shape[1])  # a quantized weight may be padded; the bias is not
         if shape is None or len(shape) != 2:
             raise _err(proj.file.path, f"expected the text projection matrix '{proj.prefix}{PROJECTION}{w}.weight', "
                        f"found {list(shape) if shape else 'none'} (the file holds {_listing(proj.keys)}). The file is "
@@ -641,7 +647,12 @@ def _quant_layers(part: Part) -> dict[str, dict]:
                 formats.setdefault(name, parse_layer_config(conf, f"{f.path} [{name}]")["format"])
         except (ValueError, AttributeError):
             raise _err(f.path, "the header's _quantization_metadata is not a JSON object with 'layers'.") from None
-    for key in part.tensor_keys():
+    weights = set(part.tensor_keys())
+    stray = [k for k in part.keys if k.endswith(_AUX_SUFFIXES) and _layer_of(k) + ".weight" not in weights]
+    if stray:
+        raise _err(f.path, f"found quantization companions without a weight: {_listing(stray)}. The file is corrupt: "
+                   "download it again.")  # fmt: skip
+    for key in sorted(weights):
         if not key.endswith(".weight"):
             continue
         layer = key[: -len(".weight")]
@@ -653,18 +664,31 @@ def _quant_layers(part: Part) -> dict[str, dict]:
         if fmt is None and dtype.startswith("F8"):
             fmt = "float8_e4m3fn" if dtype == "F8_E4M3" else "float8_e5m2"
         if fmt is None:
-            if dtype in ("U8", "I8"):
-                raise _err(f.path, f"the text weight {key!r} is {dtype} without a quantization format OpenLTX knows.")
+            scales = [s for s, h in has.items() if h and s not in _IGNORED_AUX]
+            if dtype in ("U8", "I8") or scales:
+                raise _err(f.path, f"the text weight {key!r} is {dtype} with {scales or 'no scales'} and no quantization "
+                           "format OpenLTX knows. The file is corrupt or of an unsupported kind.")  # fmt: skip
             continue
+        if fmt != nvfp4.FORMAT and fmt not in COMFY_FP8_FORMATS:
+            raise _err(f.path, f"the text weight {key!r} is stored as {fmt!r}, a format OpenLTX does not read for the "
+                       f"text path (it reads {', '.join((*COMFY_FP8_FORMATS, nvfp4.FORMAT))}).")  # fmt: skip
+        expected_dtype = "U8" if fmt == nvfp4.FORMAT else ("F8_E4M3", "F8_E5M2")
+        if dtype not in expected_dtype:
+            raise _err(f.path, f"the text weight {key!r} is marked {fmt!r} but stored as {dtype}. The file is corrupt.")
         if fmt == nvfp4.FORMAT and has[".weight_scale"] and has[".weight_scale_2"]:
             out[key] = {"format": fmt, "block": layer + ".weight_scale", "scale": layer + ".weight_scale_2"}
         elif fmt in COMFY_FP8_FORMATS:
             scale = layer + ".weight_scale" if has[".weight_scale"] else layer + ".scale_weight" if has[".scale_weight"] else None
             out[key] = {"format": "fp8", "scale": scale}
         else:
-            raise _err(f.path, f"the text weight {key!r} is stored as {fmt!r} (scales: "
-                       f"{[s for s, h in has.items() if h]}), which OpenLTX does not read for the text path.")  # fmt: skip
+            raise _err(f.path, f"the text weight {key!r} is NVFP4, which needs '.weight_scale' block scales and a "
+                       f"'.weight_scale_2'; found {[s for s, h in has.items() if h]}. The file is corrupt.")  # fmt: skip
     return out
+
+
+def _layer_of(key: str) -> str:
+    suffix = next(s for s in _AUX_SUFFIXES if key.endswith(s))
+    return key[: -len(suffix)]
 
 
 def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, device) -> dict[str, torch.Tensor]:
@@ -681,14 +705,17 @@ def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, devi
         from .quant import gguf_dequant as gd
 
         wanted = set(keys)
-        reader = gguf.GGUFReader(f.path)
-        for t in reader.tensors:
-            if t.name not in wanted:
-                continue
-            shape = f.tensors[t.name][1]
-            raw = torch.from_numpy(t.data.copy().view("uint8"))
-            value = gd.dequantize(raw.reshape(*shape[:-1], -1) if len(shape) > 1 else raw, int(t.tensor_type), shape)
-            out[to_module_key(t.name, part.prefix)] = value.to(device=device, dtype=dtype)
+        try:
+            reader = gguf.GGUFReader(f.path)
+            for t in reader.tensors:
+                if t.name not in wanted:
+                    continue
+                shape = f.tensors[t.name][1]
+                raw = torch.from_numpy(t.data.copy().view("uint8"))
+                value = gd.dequantize(raw.reshape(*shape[:-1], -1) if len(shape) > 1 else raw, int(t.tensor_type), shape)
+                out[to_module_key(t.name, part.prefix)] = value.to(device=device, dtype=dtype)
+        except Exception as err:
+            raise _err(f.path, f"reading the text weights failed ({type(err).__name__}: {err}).") from err
         return out
     from safetensors import safe_open
 

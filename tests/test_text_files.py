@@ -115,6 +115,8 @@ def _layouts(version: str, root, gemma_file, gemma_model):
         bare_names = w(root / "connectors_bare.safetensors", {k.removeprefix(tt.DIT): v for k, v in conn.items()})
         fp8_stored, fp8_dense = tt.fp8_connectors({**dit_only, **conn})
         fp8 = w(root / "ltx-2.3-22b-dev_transformer_only_fp8_scaled.safetensors", fp8_stored, meta)
+        nv_stored, nv_dense = tt.nvfp4_connectors({**dit_only, **conn})
+        nv = w(root / "ltx-2.3-22b-dev_transformer_only_nvfp4.safetensors", nv_stored)
         out.update({
             "transformer-only + Kijai projection file": (t_only, kijai, gemma_file, text),
             "no header anywhere": (t_only_nometa, kijai, gemma_file, text),
@@ -122,6 +124,7 @@ def _layouts(version: str, root, gemma_file, gemma_model):
             "transformer-only + unsloth's embeddings_connectors file": (t_only, unsloth, gemma_file, text),
             "connector-only file with bare keys + projection in the Gemma file": (bare_dit, bare_names, with_proj, text),
             "fp8 connectors (comfy_quant)": (fp8, kijai, gemma_file, {**proj, **{k: fp8_dense[k] for k in conn}}),
+            "NVFP4 connectors, padded, no metadata": (nv, kijai, gemma_file, {**proj, **{k: nv_dense[k] for k in conn}}),
             "GGUF with the connectors": (tt.write_gguf(root / "LTX-2.3-dev-Q8_0.gguf", {**dit_only, **conn}, cfg),
                                          kijai, gemma_file, text),
         })  # fmt: skip
@@ -143,7 +146,8 @@ CASES = [("2.0", n) for n in ("bundle", "bundle, no metadata", "transformer-only
                               "no header anywhere", "projection in the Gemma file",
                               "transformer-only + unsloth's embeddings_connectors file",
                               "connector-only file with bare keys + projection in the Gemma file",
-                              "fp8 connectors (comfy_quant)", "GGUF with the connectors")]  # fmt: skip
+                              "fp8 connectors (comfy_quant)", "NVFP4 connectors, padded, no metadata",
+                              "GGUF with the connectors")]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +171,7 @@ def test_layout_gives_ltx_core_conditioning(ltx, gemmas, layouts, bundle_results
     assert enc.parts.config.v2 == (version == "2.3")
     if "no header" in name or "no metadata" in name:
         assert "released LTX-2 / 2.3 numerics" in caplog.text
-    exact = not any(s in name for s in ("fp8", "Q8_0"))
+    exact = not any(s in name for s in ("fp8", "Q8_0", "NVFP4"))
     if exact:  # the same float32 values as the bundle: the same numbers
         assert torch.equal(video, bundle_results[version][0]) and torch.equal(audio, bundle_results[version][1])
 
@@ -215,6 +219,22 @@ def test_missing_connectors_names_the_published_files(layouts):
                  "(text projection)"):  # fmt: skip
         assert part in msg, (part, msg)
     assert "ltx-2-19b" not in msg and "embeddings_connectors" not in msg  # unsloth's file has no connectors
+
+
+def test_quantized_text_weights_that_cannot_be_read_are_named(tmp_path):
+    text = tt.text_tensors("2.3")
+    meta = tt.metadata("2.3", tt.tiny_config("2.3"))
+    key = tt.DIT + "video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q"
+    odd = tt.write(tmp_path / "int8.safetensors", {**text, key + ".comfy_quant": tt.comfy_quant_marker("int8_tensorwise"),
+                                                    key + ".weight_scale": torch.ones(16, 1)}, meta)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"to_q.weight' is stored as 'int8_tensorwise', a format OpenLTX does not read"):
+        load_text_projector(odd)
+    stray = tt.write(tmp_path / "stray.safetensors", {**text, key + ".weight_scale": torch.ones(())}, meta)
+    with pytest.raises(CheckpointError, match=r"to_q.weight' is F32 with \['.weight_scale'\] and no quantization format"):
+        load_text_projector(stray)
+    lost = tt.write(tmp_path / "lost.safetensors", {**text, key + "x.weight_scale": torch.ones(())}, meta)
+    with pytest.raises(CheckpointError, match=r"quantization companions without a weight: .*to_qx.weight_scale"):
+        load_text_projector(lost)
 
 
 def test_parts_of_two_versions_are_refused(layouts, gemmas):

@@ -171,6 +171,24 @@ def fp8_connectors(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return stored, dense
 
 
+def nvfp4_connectors(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Connector Linears (gates excepted, as the published quantized files keep them) in NVFP4 with
+    ``.comfy_quant`` markers; widths that are not multiples of 16 are padded as ComfyUI pads them."""
+    from openltx.model_loaders.quant import nvfp4
+
+    stored, dense = {}, {}
+    for k, v in sd.items():
+        if "_embeddings_connector." in k and k.endswith(".weight") and v.ndim == 2 and "to_gate_logits" not in k:
+            packed, blocks, scale_2 = nvfp4.quantize(v)
+            layer = k[: -len(".weight")]
+            stored.update({k: packed, layer + ".weight_scale": blocks, layer + ".weight_scale_2": scale_2,
+                           layer + ".comfy_quant": comfy_quant_marker("nvfp4")})  # fmt: skip
+            dense[k] = nvfp4.dequantize(packed, blocks, scale_2, v.shape)
+        else:
+            stored[k] = dense[k] = v
+    return stored, dense
+
+
 def write_gguf(path: Path, sd: dict[str, torch.Tensor], config: dict | None, q8: bool = False) -> Path:
     """A city96-style GGUF: bare tensor names, arch "ltxv", the header config as a plain ``config`` KV.
 
