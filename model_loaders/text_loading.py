@@ -394,7 +394,14 @@ class _Header:
         )
 
 
-def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: dict) -> ConnectorConfig:
+def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: dict, notes: dict | None = None
+                      ) -> ConnectorConfig:
+    """One connector's config from its tensors (+ the header's head split for an ungated one).
+
+    ``notes`` (optional) receives where each value came from: "shape: ...", "header: ...",
+    "released: ...".
+    """
+    notes = {} if notes is None else notes
     part = parts.connectors
     base = f"{part.prefix}{stream}_embeddings_connector."
     where = f"{part.file.name}: {stream} connector"
@@ -450,6 +457,7 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
         if head_dim is not None and int(head_dim) * heads != width:
             raise header.contradiction(dkey, head_dim, f"{where} is {width} wide = {heads} heads x {width // heads}")
         head_dim = width // heads
+        notes[f"{stream}.heads"] = f"shape: to_gate_logits {list(gate)}"
     elif heads is not None or head_dim is not None:
         if heads is None or head_dim is None:
             heads = heads if heads is not None else width // int(head_dim)
@@ -457,13 +465,20 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
         if int(heads) * int(head_dim) != width:
             raise header.contradiction(f"{hkey} x {dkey}", f"{heads} x {head_dim}", f"{where} is {width} wide "
                                        f"(learnable_registers {list(registers)})")  # fmt: skip
+        notes[f"{stream}.heads"] = f"header: {hkey} / {dkey} of {parts.header_file.name}"
     else:
         if width % RELEASED_HEAD_DIM:
+            said = (f"{parts.header_file.name}'s header config has neither" if parts.header is not None else
+                    "no selected file has a header config with")  # fmt: skip
             raise _err(part.file.path, f"{where} is {width} wide and has no per-head gate, so its head count is not in "
-                       "the tensors, and no selected file has a header config (connector_num_attention_heads / "
-                       f"connector_attention_head_dim); the released models use {RELEASED_HEAD_DIM}-wide heads, which "
-                       f"do not divide {width}. Select the LTX checkpoint whose header describes this connector.")  # fmt: skip
+                       f"the tensors, and {said} connector_num_attention_heads / connector_attention_head_dim; the "
+                       f"released models use {RELEASED_HEAD_DIM}-wide heads, which do not divide {width}. Select the "
+                       "LTX checkpoint whose header describes this connector.")  # fmt: skip
         heads, head_dim = width // RELEASED_HEAD_DIM, RELEASED_HEAD_DIM
+        notes[f"{stream}.heads"] = f"released: {RELEASED_HEAD_DIM}-wide heads (no gate, no header)"
+    notes[f"{stream}.layers"] = f"shape: transformer_1d_blocks.0..{layers - 1}"
+    notes[f"{stream}.width"] = f"shape: learnable_registers {list(registers)}"
+    notes[f"{stream}.gated"] = "shape: " + ("to_gate_logits present" if gated else "no to_gate_logits")
     return ConnectorConfig(
         num_layers=layers,
         heads=int(heads),
@@ -477,9 +492,12 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
     )
 
 
-def _numerics(parts: TextParts, header: _Header) -> dict:
+def _numerics(parts: TextParts, header: _Header, notes: dict | None = None) -> dict:
     """RoPE settings from the header, or the released constants (one log line says which were used)."""
     defaulted = [k for k in RELEASED_NUMERICS if not header.has(k)]
+    if notes is not None:
+        for k in RELEASED_NUMERICS:
+            notes[k] = "released" if k in defaulted else f"header: {parts.header_file.name}"
     values = {k: header.get(k, v) for k, v in RELEASED_NUMERICS.items()}
     if defaulted:
         if parts.header is None:
@@ -509,7 +527,8 @@ def _numerics(parts: TextParts, header: _Header) -> dict:
     return {"max_pos": (float(max_pos[0]),), "rope_type": rope_type, "fp64": precision == "float64"}
 
 
-def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> TextProjectorConfig:
+def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states, notes: dict | None = None
+                    ) -> TextProjectorConfig:
     header = _Header(parts)
     proj = parts.projection
     pname = proj.file.name
@@ -571,8 +590,12 @@ def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> T
                    f"encoder: 3840 x 49 = 188160 for Gemma 3 12B), but {given}. LTX-2 needs Gemma 3 12B (48 layers, "
                    "width 3840): a 1B / 4B / 27B Gemma does not fit.")  # fmt: skip
 
-    numerics = _numerics(parts, header)
-    video, audio = (_connector_config(parts, header, s, numerics) for s in ("video", "audio"))
+    numerics = _numerics(parts, header, notes)
+    video, audio = (_connector_config(parts, header, s, numerics, notes) for s in ("video", "audio"))
+    if notes is not None:
+        notes["projection"] = f"shape: {'video/audio_aggregate_embed (2.3 dual)' if v2 else 'aggregate_embed (2.0)'}"
+        notes["text_hidden_size"] = ("the Gemma model" if text_hidden_size is not None else
+                                     "header: caption_channels" if caption is not None else "released: Gemma 3 12B")  # fmt: skip
     if v2:
         v_out, a_out = shapes["video_aggregate_embed"][0], shapes["audio_aggregate_embed"][0]
         for stream, out, key in (("video", v_out, ("num_attention_heads", "attention_head_dim")),
@@ -592,6 +615,40 @@ def _resolve_config(parts: TextParts, text_hidden_size, text_hidden_states) -> T
                 "models (LTX-2.0: 3840-wide connectors; LTX-2.3: 4096 / 2048): select files of one model version."
             )
     return TextProjectorConfig(int(hidden), int(states), v2, int(v_out), int(a_out), video, audio)
+
+
+def text_parts_report(path: str | os.PathLike) -> dict:
+    """What one file holds of the text path and where each value comes from (for inspection tools).
+
+    ``{"projection": {...} | None, "connectors": {...} | None, "sources": {value: "shape: ..." |
+    "header: ..." | "released: ..."}}``; a part the file lacks is None (not an error here).
+    """
+    files = read_text_file(path)
+    projection = next((p for f in files if (p := _projection_in(f))), None)
+    connectors = next((p for f in files if (p := _connectors_in(f))), None)
+    header_file = next((f for f in files if f.transformer is not None), None)
+    parts = TextParts(files, projection, connectors, header_file.transformer if header_file else None, header_file)
+    notes: dict = {}
+    out: dict = {"projection": None, "connectors": None, "sources": notes}
+    if projection is not None and connectors is not None:
+        cfg = _resolve_config(parts, None, None, notes)
+        out["projection"] = {"kind": "2.3 dual" if cfg.v2 else "2.0 single", "hidden_states": cfg.text_hidden_states,
+                             "hidden_size": cfg.text_hidden_size, "outputs": [cfg.video_features, cfg.audio_features]}  # fmt: skip
+        conns = {"video": cfg.video, "audio": cfg.audio}
+    else:
+        if projection is not None:
+            v2 = any("video_aggregate_embed." in k for k in projection.keys)
+            out["projection"] = {"kind": "2.3 dual" if v2 else "2.0 single", "keys": len(projection.tensor_keys())}
+        conns = {}
+        if connectors is not None:
+            header = _Header(parts)
+            numerics = _numerics(parts, header, notes)
+            conns = {s: _connector_config(parts, header, s, numerics, notes) for s in ("video", "audio")}
+    if conns:
+        out["connectors"] = {s: {"layers": c.num_layers, "heads": c.heads, "head_dim": c.head_dim, "registers":
+                                 c.num_registers, "gated": c.gated, "max_pos": list(c.max_pos), "rope_type":
+                                 c.rope_type.value, "fp64_grid": c.rope_fp64_grid} for s, c in conns.items()}  # fmt: skip
+    return out
 
 
 # ------------------------------------------------------------------------------ loading

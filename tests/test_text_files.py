@@ -22,7 +22,7 @@ import tiny_gemma as tg
 import tiny_text_files as tt
 from openltx.host.text_encoder import LTXTextEncoder
 from openltx.model_loaders.safetensors_file import CheckpointError
-from openltx.model_loaders.text_loading import find_text_parts, load_text_projector
+from openltx.model_loaders.text_loading import find_text_parts, load_text_projector, text_parts_report
 
 PROMPT = "a dog runs through tall grass while music plays"
 TOL = 1e-5
@@ -195,6 +195,23 @@ def test_a_part_in_two_files_comes_from_the_extra_file(layouts, caplog):
         parts = find_text_parts([(ltx_file, "ltx_checkpoint"), (kijai, "extra_file"), (gemma, "text_encoder")])
     assert parts.projection.file.path == str(kijai) and parts.connectors.file.path == str(ltx_file)
     assert "the text projection is in" in caplog.text and "using the one in ltx-2.3_text_projection_bf16" in caplog.text
+
+
+def test_report_says_where_each_value_comes_from(layouts):
+    """One file at a time (for inspect_checkpoint): the parts it holds, values and their sources."""
+    t_only, kijai, _, _ = layouts["2.3"]["no header anywhere"]
+    report = text_parts_report(t_only)
+    assert report["projection"] is None
+    video = report["connectors"]["video"]
+    assert (video["layers"], video["heads"], video["head_dim"], video["gated"]) == (2, 2, 8, True)
+    assert report["sources"]["video.heads"] == "shape: to_gate_logits [2, 16]"
+    assert report["sources"]["rope_type"] == "released" and video["rope_type"] == "split" and video["fp64_grid"]
+    assert text_parts_report(kijai) == {"projection": {"kind": "2.3 dual", "keys": 4}, "connectors": None, "sources": {}}
+    bundle, _, _, _ = layouts["2.0"]["bundle"]
+    report = text_parts_report(bundle)
+    assert report["projection"]["outputs"] == [128, 128] and report["connectors"]["audio"]["heads"] == 1
+    assert report["sources"]["video.heads"].startswith("header: connector_num_attention_heads")
+    assert report["sources"]["frequencies_precision"] == "header: bundle.safetensors"
 
 
 # ------------------------------------------------------------------------------ errors
