@@ -263,8 +263,10 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         linked = {s["name"]: link_src[s["link"]] for s in node.get("inputs", []) if s.get("link") is not None}
         values = list(node.get("widgets_values") or [])
         inputs = {}
-        for name, kind, options, _ in input_specs(info):
+        for name, kind, options, optional in input_specs(info):
             if is_widget(kind, options):
+                if not values and optional and name not in linked:
+                    continue  # an optional widget newer than the workflow: the node's default applies (as in the UI)
                 if not values:
                     raise ValueError(f"node {node['id']} ({node['type']}): widgets_values ends before {name!r}")
                 value = values.pop(0)
