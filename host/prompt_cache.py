@@ -8,8 +8,10 @@ The key is the SHA-256 of a JSON document holding:
 
 * the Gemma weights' identity: for every weight file its absolute path, size in bytes and
   modification time (ns) -- replacing or editing a file changes size or mtime, which is a miss;
-  hashing 24 GB of content per run would cost more than encoding.  The tokenizer location too;
-* the LTX checkpoint's identity (path, size, mtime): its projection and connectors shape the result;
+  hashing 24 GB of content per run would cost more than encoding.  The tokenizer location too,
+  and every Gemma LoRA applied (its file's path, size, mtime) with its strength;
+* the text parts' identity: the files the projection and connectors came from (path, size,
+  mtime) and the config resolved from them (shapes + RoPE numerics);
 * the prompt text exactly as typed (the tokenizer strips it later; the key does not);
 * everything else that changes the numbers: max length, compute dtype, the format version.
 
