@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from .gemma_loading import GemmaSource, StoredWeight, _parameters_on_meta, read_weights as read_fp_weights
+from .gemma_loading import GemmaSource, QuantSpec, StoredWeight, _parameters_on_meta, read_weights as read_fp_weights
 from .gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase
 from .quant import int8_convrot
 from .safetensors_file import CheckpointError, read_header
@@ -160,8 +160,8 @@ class Gemma4Source(GemmaSource):
                 for n in names:
                     if n in self.int8:
                         _, key, _, _ = self.tensors[n]
-                        scale = f.get_tensor(self.scales[n][1]).float()
-                        out[n] = Int8Weight(f.get_tensor(key), scale, self.int8[n].group_size)
+                        scale = f.get_tensor(self.quant[n].scale[1]).float()
+                        out[n] = Int8Weight(f.get_tensor(key), scale, group_size=self.int8[n].group_size)
         except Exception as err:
             raise _err(self.path, f"reading the Gemma 4 int8 weights failed ({type(err).__name__}: {err}). Download "
                                   "the file again.") from err  # fmt: skip
@@ -228,7 +228,7 @@ def inspect_gemma4(path: str | os.PathLike) -> Gemma4Source:
         raise _err(path, f"expected the embedded tokenizer tensor {TOKENIZER_KEY!r}, found none. The LTX-2.5 text "
                          "encoder file carries its tokenizer: download the official file again.")  # fmt: skip
 
-    tensors, scales, int8, projection, proj_scales = {}, {}, {}, {}, {}
+    tensors, quant_specs, int8, projection, proj_scales = {}, {}, {}, {}, {}
     ignored: dict[str, int] = {}
     unexpected = []
     for key in sorted(keys):
@@ -256,7 +256,8 @@ def inspect_gemma4(path: str | os.PathLike) -> Gemma4Source:
             name = key[len(prefix):]
             tensors[name] = (str(path), key, entry.dtype, entry.shape)
             if conf:
-                scales[name] = (str(path), layer + ".weight_scale")
+                fmt = "int8" if int8_conf is not None else "fp8"
+                quant_specs[name] = QuantSpec(fmt, scale=(str(path), layer + ".weight_scale"))
                 if int8_conf is not None:
                     int8[name] = int8_conf
         else:
@@ -283,7 +284,7 @@ def inspect_gemma4(path: str | os.PathLike) -> Gemma4Source:
     }
     stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns)]
     return Gemma4Source(
-        str(path), [str(path)], config, tensors, scales, tokenizer=None, embedded_tokenizer=(str(path), TOKENIZER_KEY),
+        str(path), [str(path)], config, tensors, quant_specs, tokenizer=None, embedded_tokenizer=(str(path), TOKENIZER_KEY),
         file_stats=stats, text=text, gemma_config=gemma_config, int8=int8, projection=projection,
         projection_scales=proj_scales, tokenizer_config=(str(path), TOKENIZER_CONFIG_KEY) if TOKENIZER_CONFIG_KEY in keys else None,
         ignored=ignored,
