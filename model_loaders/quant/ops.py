@@ -9,7 +9,8 @@ weight     extra tensors                                 dequantized weight ``[o
 =========  ===========================================  ==========================================
 fp8 e4m3   ``weight_scale`` () [+ ``input_scale`` ()]    ``W_fp8 * weight_scale``; on CUDA >= 8.9 an
                                                          FP8 x FP8 ``torch._scaled_mm`` instead
-int8       ``weight_scale`` (out,)                       ``q * weight_scale[:, None]``
+int8       ``weight_scale`` (out,) or ()                 ``q * weight_scale``; on CUDA an INT8 x INT8
+                                                         ``torch._int_mm`` instead
 uint8      (GGUF bytes ``(out, row_bytes)``)             torch block dequantizer (``gguf_dequant``)
 float      —                                             the weight itself (plain comfy behaviour)
 =========  ===========================================  ==========================================
@@ -21,6 +22,9 @@ int8 (memory stays 1 byte per weight; the scale is not a patched key, so unpatch
 the original exactly), kept dense in ``dense_dtype`` for GGUF layers (a K-quant re-fit per
 patch would be slow and lossy).  In ComfyUI's low-VRAM path the same functions run per call
 through ``weight_function`` (``LowVramPatch``), which receives the raw weight.
+
+Quantized kernels (fp8 ``_scaled_mm``, int8 ``_int_mm``) and the GGUF dequantized-weight cache
+live in ``matmul.py``; ``forward`` tries them first and dequantizes when none applies.
 """
 
 from __future__ import annotations
@@ -33,14 +37,9 @@ import torch.nn.functional as F
 from . import fp8 as fp8_mod
 from . import gguf_dequant as gd
 from . import int8 as int8_mod
+from . import matmul as qmm
 
 _FP8_TYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-
-
-def _log_once(message: str) -> None:
-    import logging
-
-    logging.getLogger(__name__).warning(message)
 
 
 def _run_every_op():
@@ -150,8 +149,8 @@ def quantized_operations(
                 return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape)
             if kind == "fp8":
                 return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)
-            if kind == "int8":
-                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)[:, None]
+            if kind == "int8":  # per-channel (out,) or tensorwise () scale
+                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32).reshape(-1, 1)
             return weight
 
         def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
@@ -180,16 +179,10 @@ def quantized_operations(
             weight_fns = getattr(self, "weight_function", ())  # absent on plain torch layers
             for f in getattr(self, "bias_function", ()):
                 bias = f(bias)
-            if not weight_fns and raw.dtype == torch.float8_e4m3fn and self._scaled_mm:
-                if fp8_mod.scaled_mm_available(device):
-                    try:
-                        out = fp8_mod.scaled_mm_linear(input, raw, self.weight_scale, self.input_scale, bias)
-                    except RuntimeError as err:  # an unsupported shape/layout on this torch: dequantize instead
-                        _log_once(f"OpenLTX: torch._scaled_mm failed ({err}); fp8 layers fall back to bf16 matmuls")
-                        type(self)._scaled_mm = False
-                        out = None
-                    if out is not None:
-                        return out
+            if not weight_fns:  # quantized kernels / GGUF cache (matmul.py); per-call patches need the dequant path
+                out = qmm.quantized_linear(self, input, raw, bias)
+                if out is not None:
+                    return out
             for f in weight_fns:
                 raw = f(raw)
             return F.linear(input, self._dequant(raw, dtype), bias)
