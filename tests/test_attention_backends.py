@@ -232,18 +232,18 @@ def test_compiled_block_equals_eager_and_is_shared_by_all_blocks(version):
 
     torch._dynamo.reset()
     counters.clear()
-    m = model(version)
+    cfg = TransformerConfig.from_header({**tiny_transformer_header(version), "num_layers": 4})
+    m = randomize_(LTXAVTransformer(cfg), 0).eval()
     video, audio = inputs(m)
     options = CompileOptions()
-    for pert in ("none", "stg_some"):
-        p = PERTURBATIONS[pert]
-        assert_same(run(m, video, audio, p, compile=options), run(m, video, audio, p), 1e-5, f"compiled {pert}")
-    # a new token count does not recompile (dynamic shapes), a host kernel hides behind a break
-    v2, a2 = inputs(m, frames=4, h=3, w=2)
-    graphs = counters["stats"]["unique_graphs"]
+    assert_same(run(m, video, audio, compile=options), run(m, video, audio), 1e-5, "compiled")
+    # one graph (or two: dynamo may specialise once on the first block's input) serves 4 blocks
+    assert counters["stats"]["unique_graphs"] <= 2
+    p = PERTURBATIONS["stg_some"]
+    assert_same(run(m, video, audio, p, compile=options), run(m, video, audio, p), 1e-5, "compiled, STG")
+    v2, a2 = inputs(m, frames=4, h=3, w=2)  # another token count
     assert_same(run(m, v2, a2, compile=options), run(m, v2, a2), 1e-5, "compiled, other size")
-    assert counters["stats"]["unique_graphs"] == graphs
+    assert counters["stats"]["unique_graphs"] < 2 * cfg.num_layers  # never one graph per block
+    # a host kernel torch.compile must not trace: graph breaks around it, same result
     host_kernel = lambda q, k, v, mask: AB.reference_attention(q, k, v, mask)  # noqa: E731
     assert_same(run(m, video, audio, attention=host_kernel, compile=options), run(m, video, audio), 1e-5, "opaque")
-    # one graph per skip pattern / kernel kind, not one per block
-    assert counters["stats"]["unique_graphs"] < 2 * m.config.num_layers + 2
