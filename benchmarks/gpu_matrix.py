@@ -1,7 +1,7 @@
 """The whole GPU benchmark matrix in one run (H100 / H200): ours vs every peer, every format,
 with and without compile, every attention kernel.  Writes JSON into an output folder.
 
-    python benchmarks/gpu_matrix.py --out "$OUT" [--comfyui .peers/ComfyUI] [--parts ...] [--budget-s 780]
+    python benchmarks/gpu_matrix.py --out "$OUT" [--comfyui .peers/ComfyUI] [--parts ...] [--budget-s 540]
 
 (``benchmarks/gpu_matrix.sh`` installs the carried wheels first and calls this; see
 ``benchmarks/README.md`` for what to carry.)  Each part is one benchmark script run as a
@@ -10,14 +10,18 @@ the matrix goes on.  Parts run in the order below until ``--budget-s`` would be 
 (estimated seconds per part on an H200 in brackets):
 
 transformer    19B, 768x512x121, bf16: ours vs ltx-core / diffusers / ComfyUI core; every
-               attention kernel; fp8, fp8_upcast, int8, int8_upcast, Q8_0, Q4_K; compiled bf16 /
-               fp8 / int8; top kernels of each variant                                   [~330]
+               attention kernel; fp8, fp8_upcast, int8, int8_upcast, Q8_0, Q4_K; top kernels
+               of each variant                                                           [~200]
 gguf_cache     19B Q8_0 / Q4_K with an 80 GB dequantized-weight cache                    [~60]
 batch4         19B with the four guidance passes batched (batch 4), bf16 and fp8          [~60]
-hd             19B at 1536x1024x121 (24,576 tokens, stage 2): attention kernels          [~120]
 vae            video decode 768x512x121, untiled and tiled, ours vs ltx-core              [~40]
+compile        19B compiled: bf16, fp8, int8 (the first call is the compile warm-up)      [~240]
+hd             19B at 1536x1024x121 (24,576 tokens, stage 2): attention kernels          [~120]
 offload        19B fp8 streamed within 8 GB vs resident                                  [~120]
 pipeline       the distilled two-stage pipeline, stage by stage                          [~120]
+
+A device command runs at most 10 minutes: the default budget (540 s) covers the first four
+parts; run ``--parts compile,hd`` and ``--parts offload,pipeline`` in further calls.
 
 Files in the output folder (at most 8, flat): ``matrix.jsonl`` (one line per part: part,
 command, return code, seconds, the benchmark's JSON), ``stderr.log`` (the tail of each part's
@@ -47,15 +51,16 @@ def parts(comfyui: str | None) -> list[tuple[str, list[str], int, int]]:
     comfy = ["--comfyui", comfyui] if comfyui else []
     return [
         ("transformer", [B + "transformer.py", "--preset", "19b", *COMMON, "--peers", peers, *comfy,
-                         "--attention", ATTENTION, "--quant", FORMATS, "--compile-quant", "none,fp8,int8",
-                         "--profile", "--iters", "5"], 600, 330),
+                         "--attention", ATTENTION, "--quant", FORMATS, "--profile", "--iters", "5"], 540, 200),
         ("gguf_cache", [B + "transformer.py", "--preset", "19b", *COMMON, "--peers", "none", "--quant", "Q8_0,Q4_K",
                         "--gguf-cache-gb", "80", "--no-flops"], 300, 60),
         ("batch4", [B + "transformer.py", "--preset", "19b", *COMMON, "--batch", "4", "--peers", "ltx-core",
                     "--quant", "none,fp8"], 300, 60),
+        ("vae", [B + "vae_decode.py", "--device", "cuda", "--dtype", "bf16"], 300, 40),
+        ("compile", [B + "transformer.py", "--preset", "19b", *COMMON, "--peers", "none", "--compile",
+                     "--quant", "none,fp8,int8", "--profile"], 560, 240),
         ("hd", [B + "transformer.py", "--preset", "19b-hd", *COMMON, "--peers", "ltx-core",
                 "--attention", "auto,sdpa,sdpa_cudnn,sdpa_flash,sage", "--iters", "2"], 400, 120),
-        ("vae", [B + "vae_decode.py", "--device", "cuda", "--dtype", "bf16"], 300, 40),
         ("offload", [B + "offload.py", "--preset", "19b", "--device", "cuda", "--dtype", "bf16", "--fp8",
                      "--budget-gb", "8"], 400, 120),
         ("pipeline", [B + "pipeline.py", "--device", "cuda", "--dtype", "bf16"], 400, 120),
@@ -86,7 +91,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.environ.get("OUT") or "benchmarks/results/gpu_matrix")
     ap.add_argument("--comfyui", default=None, help="a current ComfyUI tree for the ComfyUI-core peer")
     ap.add_argument("--parts", default=None, help="comma list of parts to run (default: all, in order)")
-    ap.add_argument("--budget-s", type=float, default=780.0,
+    ap.add_argument("--budget-s", type=float, default=540.0,
                     help="stop starting parts whose estimate would exceed this many seconds in total")
     args = ap.parse_args()
     out = Path(args.out)
