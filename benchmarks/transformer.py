@@ -261,7 +261,8 @@ def main(argv=None) -> None:
 
         try:
             first = run_peer()
-            entry = {"version": peer.version, "rel_err_vs_ours": rel_err(reference_out, first)}
+            entry = {"version": peer.version, "rel_err_vs_ours": rel_err(reference_out, first),
+                     "rel_err_video_audio": [rel_err([a], [b]) for a, b in zip(first, reference_out)]}
             del first
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
