@@ -106,6 +106,7 @@ from .conds import (
     token_masks,
 )
 from ..model_loaders.safetensors_file import CheckpointError
+from . import speed
 
 
 DEFAULT_FRAME_RATE = 24.0
@@ -345,7 +346,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 context_mask=context_mask,
             )
         perturbations = _perturbations(transformer_options, batch)
-        out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point)
+        with speed.call_options(transformer_options) as fast:  # attention kernel, compile, quant matmuls
+            out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point, **fast)
         results = {}
         if video is not None:
             noisy = math.prod(video.shape[2:])  # appended conditioning tokens are dropped

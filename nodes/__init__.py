@@ -8,8 +8,8 @@ skipped; a module that is present but fails to import raises, so ComfyUI reports
 import importlib
 import importlib.util
 
-# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video.
-NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video")
+# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, speed.
+NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video", "speed")
 
 
 def _collect() -> list:

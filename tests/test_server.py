@@ -48,6 +48,9 @@ EXPECTED_NODES = {
                                    "strength"),
     "OpenLTXLoraLoader": ("model", "lora_name", "strength"),
     "OpenLTXRenoise": ("latent", "sigma", "noise_seed"),
+    "OpenLTXCompile": ("model", "mode", "dynamic"),
+    "OpenLTXAttention": ("model", "backend"),
+    "OpenLTXQuantMatmul": ("model", "fp8_matmul", "int8_matmul", "gguf_cache_gb"),
 }
 
 
