@@ -24,7 +24,7 @@ from openltx.ltx2 import positions as P
 from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import Perturbations, Skip, SkipRule, StreamInput
 from openltx.ltx2.transformer import CompileOptions, LTXAVTransformer
-from openltx.model_loaders.tiny_layouts import tiny_transformer_header
+from openltx.model_loaders.tiny_layouts import tiny_transformer_config
 
 
 def rel(a, b) -> float:
@@ -72,7 +72,7 @@ FPS = 24.0
 
 
 def model(version="2.0", seed=0):
-    cfg = TransformerConfig.from_header(tiny_transformer_header(version))
+    cfg = tiny_transformer_config(version)
     return randomize_(LTXAVTransformer(cfg), seed).eval()
 
 
@@ -232,7 +232,7 @@ def test_compiled_block_equals_eager_and_is_shared_by_all_blocks(version):
 
     torch._dynamo.reset()
     counters.clear()
-    cfg = TransformerConfig.from_header({**tiny_transformer_header(version), "num_layers": 4})
+    cfg = tiny_transformer_config(version).replace(num_layers=4)
     m = randomize_(LTXAVTransformer(cfg), 0).eval()
     video, audio = inputs(m)
     options = CompileOptions()

@@ -93,7 +93,7 @@ def test_choice_from_option_environment_and_errors(monkeypatch):
 # --------------------------------------------------------------------------- through the MODEL
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = TransformerConfig.from_header(T.tiny_transformer_header("2.0"))
+    cfg = T.tiny_transformer_config("2.0")
     sd = {k.removeprefix(PREFIX): v for k, v in T.tiny_state_dict("2.0", ["transformer"], seed=4).items()}
     return loading.build_ltx2_model(cfg, sd, weight_dtype=torch.float32)
 
