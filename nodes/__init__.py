@@ -8,8 +8,10 @@ skipped; a module that is present but fails to import raises, so ComfyUI reports
 import importlib
 import importlib.util
 
-# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, speed.
-NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video", "speed")
+# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, then
+# the prompt enhancer, audio output, ID-LoRA reference audio and speed options.
+NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video",
+                "enhance", "audio_out", "id_lora", "speed")
 
 
 def _collect() -> list:

@@ -54,7 +54,7 @@ def _latent(latent: dict, video, audio, vm, am, **extra) -> dict:
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", "batch_index")}
     streams = [t for t in (video, audio) if t is not None]
     masks = [m for m, t in ((vm, video), (am, audio)) if t is not None]
-    nested = len(streams) > 1
+    nested = len(streams) > 1 or video is None  # audio alone stays nested (see LTX-2 Empty Latent "audio only")
     out["samples"] = comfy.nested_tensor.NestedTensor(tuple(streams)) if nested else streams[0]
     out["noise_mask"] = comfy.nested_tensor.NestedTensor(tuple(masks)) if nested else masks[0]
     out.update(extra)

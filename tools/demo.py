@@ -53,9 +53,16 @@ TINY_FILES = {
     "gemma-3-12b-it-qat-q4_0-unquantized/": ("text_encoders", "gemma-3-tiny-random/"),
     "ltx-2-spatial-upscaler-x2-1.0.safetensors": ("latent_upscale_models", "ltx-2-tiny-upscaler-x2.safetensors"),
     "ltx-2-19b-distilled-lora-384.safetensors": ("loras", "ltx-2-tiny-lora.safetensors"),
+    # LTX-2.3 (a tiny bundle with the 2.3 layout and header; LoRAs made for its transformer)
+    "ltx-2.3-22b-dev.safetensors": ("checkpoints", "ltx-2.3-tiny-random.safetensors"),
+    "ltx-2.3-22b-distilled-1.1.safetensors": ("checkpoints", "ltx-2.3-tiny-random.safetensors"),
+    "ltx-2.3-22b-distilled-lora-384-1.1.safetensors": ("loras", "ltx-2.3-tiny-lora.safetensors"),
+    "ltx-2.3-id-lora-talkvid-3k.safetensors": ("loras", "ltx-2.3-tiny-id-lora.safetensors"),
+    "ltx-2.3-spatial-upscaler-x2-1.1.safetensors": ("latent_upscale_models", "ltx-2-tiny-upscaler-x2.safetensors"),
 }
 TINY_FRAMES = 9
 TINY_STEPS = 2
+TINY_ENHANCE_TOKENS = 16  # the tiny Gemma's "enhanced prompt" (gibberish: it only has to run)
 
 
 def _repo_imports() -> None:
@@ -69,8 +76,9 @@ def _repo_imports() -> None:
 def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Path]:
     """Tiny random stand-ins of every file in TINY_FILES into ComfyUI model folders.
 
-    The checkpoint is an LTX-2.0 bundle in the official layout (transformer, text connectors,
-    VAEs, vocoder); Gemma is a 2-layer, 12-wide Gemma 3 Hugging Face folder with a tokenizer.
+    The checkpoints are LTX-2.0 and LTX-2.3 bundles in the official layouts (transformer, text
+    connectors, VAEs, vocoder); Gemma is a 2-layer, 12-wide Gemma 3 Hugging Face folder with a
+    tokenizer (both versions' tiny text projections take it).
     """
     _repo_imports()
     from model_loaders.tiny_layouts import write_tiny_checkpoint
@@ -84,8 +92,9 @@ def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Pat
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             continue
+        version = "2.3" if name.startswith("ltx-2.3") else "2.0"
         if folder == "checkpoints":
-            write_tiny_checkpoint(path, "2.0", "all", seed=seed)
+            write_tiny_checkpoint(path, version, "all", seed=seed)
         elif folder == "text_encoders":
             tiny_gemma.write_hf_dir(tiny_gemma.tiny_text_model(seed=seed), path)
         elif folder == "latent_upscale_models":
@@ -93,18 +102,18 @@ def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Pat
         elif folder == "loras":
             from model_loaders.lora_file import write_tiny_lora
 
-            write_tiny_lora(path, _tiny_transformer_weights(model_dirs), seed=seed)
+            write_tiny_lora(path, _tiny_transformer_weights(model_dirs, version), seed=seed + ("id-lora" in name))
         written.append(path)
     return written
 
 
-def _tiny_transformer_weights(model_dirs: dict[str, Path]) -> dict:
+def _tiny_transformer_weights(model_dirs: dict[str, Path], version: str = "2.0") -> dict:
     """Bare transformer keys -> tensors of the tiny checkpoint (what the tiny LoRA patches)."""
     from model_loaders import read_checkpoint
     from model_loaders.layouts import TRANSFORMER_PREFIX
     from safetensors.torch import load_file
 
-    folder, name = TINY_FILES["ltx-2-19b-dev.safetensors"]
+    folder, name = TINY_FILES["ltx-2.3-22b-dev.safetensors" if version == "2.3" else "ltx-2-19b-dev.safetensors"]
     path = Path(model_dirs[folder]) / name
     keys = set(read_checkpoint(path).components["transformer"])
     sd = load_file(str(path))
@@ -148,6 +157,8 @@ def tiny_prompt(prompt: dict) -> dict:
             inputs["steps"] = min(inputs["steps"], TINY_STEPS)
         elif kind == "OpenLTXTextEncoderLoader":
             inputs["dtype"] = "fp32"
+        elif kind == "OpenLTXEnhancePrompt":
+            inputs["max_new_tokens"] = min(inputs["max_new_tokens"], TINY_ENHANCE_TOKENS)
         elif kind == "OpenLTXMultimodalGuider":
             for name in ("video_stg_blocks", "audio_stg_blocks"):  # the tiny transformer has 2 blocks
                 if name in inputs:

@@ -29,6 +29,7 @@ LTX2_REPO = "Lightricks/LTX-2"
 LTX23_REPO = "Lightricks/LTX-2.3"
 LTX23_FP8_REPO = "Lightricks/LTX-2.3-fp8"
 COMFY_LTX2_REPO = "Comfy-Org/ltx-2"
+COMFY_LTX23_REPO = "Comfy-Org/ltx-2.3"
 GEMMA_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
 GEMMA_FOLDER = "gemma-3-12b-it-qat-q4_0-unquantized"
 
@@ -131,6 +132,9 @@ _PRESETS = (
            (_ltx23("ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models"))),
+    Preset("ltx-2.3-id-lora", "LTX-2.3 ID-LoRA (TalkVid, 3k steps): speaker identity from a reference voice, as "
+           "ComfyUI's LTX-2.3 ID-LoRA template loads it (loras/)",
+           (HubFile(COMFY_LTX23_REPO, "split_files/loras/ltx-2.3-id-lora-talkvid-3k.safetensors", "loras"),)),
     # Gemma 3 12B, the text encoder of both.  Google's repo is gated: accept its licence first.
     Preset("gemma-3-12b-qat", "Gemma 3 12B QAT (unquantized bf16), Google's Hugging Face folder as Lightricks' "
            "reference uses it (text_encoders/gemma-3-12b-it-qat-q4_0-unquantized/; gated: accept the licence)",
@@ -150,10 +154,12 @@ _PRESETS = (
 def _workflows_preset() -> Preset:
     by_name = {f.name: f for p in _PRESETS for f in p.files}
     names = ("ltx-2-19b-dev.safetensors", "ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-lora-384.safetensors",
-             "ltx-2-spatial-upscaler-x2-1.0.safetensors")  # fmt: skip
-    return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B dev and distilled, "
-                  "the distilled LoRA, the spatial x2 upscaler and Google's Gemma 3 folder",
-                  tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
+             "ltx-2-spatial-upscaler-x2-1.0.safetensors", "ltx-2.3-22b-dev.safetensors",
+             "ltx-2.3-22b-distilled-1.1.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
+             "ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "ltx-2.3-id-lora-talkvid-3k.safetensors")  # fmt: skip
+    return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B and LTX-2.3 22B dev "
+                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2.3 ID-LoRA and Google's "
+                  "Gemma 3 folder", tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (*_PRESETS, _workflows_preset())}
