@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .mesh import Mesh
+from .mesh import Mesh, import_yunchang
 
 SELF_ROLES = {"video_self": ("video", "video"), "audio_self": ("audio", "audio")}
 CROSS_ROLES = {"a2v": ("video", "audio"), "v2a": ("audio", "video")}
@@ -40,10 +40,8 @@ LOCAL_ROLES = ("video_text", "audio_text")
 
 
 def _yunchang_comm():
-    from yunchang.comm.all_to_all import all_to_all_4D
-    from yunchang.ring.utils import RingComm
-
-    return all_to_all_4D, RingComm
+    yunchang = import_yunchang()
+    return yunchang.comm.all_to_all.all_to_all_4D, yunchang.ring.utils.RingComm
 
 
 # ----------------------------------------------------------------------------- block kernel

@@ -13,6 +13,7 @@ does that once per plan and keeps the result.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch.distributed as dist
@@ -20,15 +21,25 @@ import torch.distributed as dist
 from .plan import ParallelPlan
 
 
-def _yunchang():
+def import_yunchang():
+    """The ``yunchang`` package (imported once, its ``torch.jit.script`` deprecation warnings hushed)."""
     try:
-        import yunchang.globals as globals_
-        from yunchang import set_seq_parallel_pg
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            import yunchang
+            import yunchang.comm.all_to_all  # noqa: F401
+            import yunchang.globals  # noqa: F401
+            import yunchang.ring.utils  # noqa: F401
     except ImportError as err:  # pragma: no cover - the worker reports it
         raise ImportError(
             "multi-GPU LTX-2 needs the yunchang package (sequence-parallel attention primitives): pip install yunchang"
         ) from err
-    return set_seq_parallel_pg, globals_.PROCESS_GROUP
+    return yunchang
+
+
+def _yunchang():
+    yunchang = import_yunchang()
+    return yunchang.set_seq_parallel_pg, yunchang.globals.PROCESS_GROUP
 
 
 @dataclass
