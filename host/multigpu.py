@@ -135,7 +135,7 @@ class MultiGPURunner:
         self._state: dict = {"actors": [], "weights": None, "ranks": {}}
         self._patches = None
         self.plan = None
-        self.last_stats: dict = {}
+        self._calls = 0
         self._finalizer = weakref.finalize(self, _kill, self._state)
 
     def __deepcopy__(self, memo) -> "MultiGPURunner":
@@ -253,7 +253,7 @@ class MultiGPURunner:
         return ray
 
     # ------------------------------------------------------------------ waiting and errors
-    def _wait(self, futures: list, what: str, interruptible: bool = False) -> list:
+    def _wait(self, futures: list, what: str, interrupt_call: int | None = None) -> list:
         """``ray.get`` of one future per worker with ComfyUI's Cancel honoured and worker
         failures turned into one clear error (after which every worker is shut down)."""
         import ray
@@ -261,6 +261,10 @@ class MultiGPURunner:
         pending = list(futures)
         interrupted = False
         while pending:
+            if interrupt_call is not None and not interrupted and mm.processing_interrupted():
+                interrupted = True  # Cancel in ComfyUI: every worker stops after the same block
+                for actor in self.actors:
+                    actor.interrupt.remote(interrupt_call)
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.1)
             for ref in done:
                 try:
@@ -269,10 +273,6 @@ class MultiGPURunner:
                     rank = futures.index(ref)
                     self.shutdown()
                     raise MultiGPUError(self._describe_failure(err, rank, what)) from None
-            if interruptible and not interrupted and mm.processing_interrupted():
-                interrupted = True
-                for actor in self.actors:
-                    actor.interrupt.remote()
         return ray.get(futures)
 
     def _describe_failure(self, err, rank: int, what: str) -> str:
@@ -306,8 +306,9 @@ class MultiGPURunner:
         choice = host_attention.requested(transformer_options)
         attention = choice if choice in AB.BACKENDS else "auto"  # ComfyUI's own kernels do not exist in workers
         refs = [ray.put(None if s is None else _cpu(s)) for s in (video, audio)]
-        futures = [a.forward.remote(refs[0], refs[1], perturbations, plan, attention) for a in self.actors]
-        results = self._wait(futures, "run the forward", interruptible=True)
+        self._calls += 1
+        futures = [a.forward.remote(refs[0], refs[1], perturbations, plan, attention, self._calls) for a in self.actors]
+        results = self._wait(futures, "run the forward", interrupt_call=self._calls)
         if any(r == INTERRUPTED for r in results if isinstance(r, str)):
             mm.throw_exception_if_processing_interrupted()
             raise mm.InterruptProcessingException()

@@ -9,9 +9,9 @@ import importlib
 import importlib.util
 
 # Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, then
-# the prompt enhancer, audio output, ID-LoRA reference audio and speed options.
+# the prompt enhancer, audio output, ID-LoRA reference audio, speed options and multi-GPU.
 NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video",
-                "enhance", "audio_out", "id_lora", "speed")
+                "enhance", "audio_out", "id_lora", "speed", "multigpu")
 
 
 def _collect() -> list:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-import threading
 
 import torch
 import torch.distributed as dist
@@ -57,7 +56,7 @@ class Worker:
                 torch.set_num_threads(threads)
         self.model: LTXAVTransformer | None = None
         self._loaded: set[str] = set()
-        self._stop = threading.Event()
+        self._stop_call = -1
         self.stats: dict = {}
 
     # ------------------------------------------------------------------ set-up
@@ -111,21 +110,26 @@ class Worker:
         return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ forwards
-    def interrupt(self) -> None:
-        """Ask the running forward to stop after its current block (every rank stops together)."""
-        self._stop.set()
+    def interrupt(self, call: int) -> None:
+        """Stop forward number ``call`` after its current block (every rank stops at the same one).
 
-    def forward(self, video, audio, perturbations: Perturbations | None, plan: ParallelPlan, attention: str = "auto"):
+        Keyed by the call so that an interrupt sent before the forward started still counts and
+        one that arrives after it finished does not touch the next.
+        """
+        self._stop_call = call
+
+    def forward(self, video, audio, perturbations: Perturbations | None, plan: ParallelPlan, attention: str = "auto",
+                call: int = 0):
         """The call's velocities (rank 0 returns them on the CPU, the others ``None``), or ``INTERRUPTED``."""
         if self.model is None:
             raise RuntimeError(f"multi-GPU worker {self.rank} has no model (build/load first)")
-        self._stop.clear()
         stats: dict = {}
         try:
             with torch.inference_mode():
                 out = sharded_forward(
                     self.model, _to(video, self.device), _to(audio, self.device), perturbations, plan=plan,
-                    attention=attention_backends.get(attention), stats=stats, should_stop=self._stop.is_set,
+                    attention=attention_backends.get(attention), stats=stats,
+                    should_stop=lambda: self._stop_call == call,
                 )
         except ForwardInterrupted:
             return INTERRUPTED
