@@ -20,8 +20,12 @@ Life cycle
   stop; the workers agree on the block to stop at, so none is left in a collective.
 * Errors: a worker that raises or dies ends the forward with a ``RuntimeError`` naming the
   worker and the cause; all workers are then shut down and the next prompt starts them again.
-* Teardown: when ComfyUI unloads the MODEL (``ON_DETACH``) and when the runner is garbage
-  collected (``weakref.finalize``), the actors are killed.
+* Teardown: when ComfyUI fully unloads the MODEL (``ON_DETACH`` with ``unpatch_all``: a memory
+  request or "unload models") and when the runner is garbage collected (``weakref.finalize``:
+  the node's cached MODEL and every clone of it are gone), the actors are killed.  The other
+  detaches — a per-run clone deleted (``ModelPatcher.__del__``) or replaced by the next run's
+  clone — keep them: a clone of the node's MODEL is made for every sampling run, and restarting
+  the workers (and re-sending the weights) on each prompt would cost more than the generation.
 
 Ray and yunchang are optional dependencies (``requirements-multigpu.txt``); without them the
 node says what to install.
@@ -155,6 +159,8 @@ class MultiGPURunner:
         self._patches = (id(patcher.model), patcher.patches_uuid, len(patcher.patches))
 
     def _on_detach(self, patcher, unpatch_all=True) -> None:
+        if not unpatch_all:  # a clone dropped or swapped for the next run's (see the module doc)
+            return
         if self._state["actors"]:
             log.info("OpenLTX: multi-GPU model unloaded; stopping its %d workers", len(self._state["actors"]))
         self.shutdown()
@@ -270,10 +276,31 @@ class MultiGPURunner:
                 try:
                     ray.get(ref)
                 except Exception as err:
-                    rank = futures.index(ref)
+                    rank, err = self._root_cause(ray, futures, futures.index(ref), err)
                     self.shutdown()
                     raise MultiGPUError(self._describe_failure(err, rank, what)) from None
         return ray.get(futures)
+
+    @staticmethod
+    def _root_cause(ray, futures: list, rank: int, err: Exception, grace_s: float = 3.0) -> tuple[int, Exception]:
+        """The failure to report: a worker that died, when one did, rather than the first error seen.
+
+        A dead worker's peers fail at once in their next collective ("connection closed by
+        peer") while Ray may notice the death a moment later, so the others get ``grace_s``.
+        """
+        import ray.exceptions as rex
+
+        if isinstance(err, rex.RayActorError):
+            return rank, err
+        ray.wait(futures, num_returns=len(futures), timeout=grace_s)
+        for i, ref in enumerate(futures):
+            try:
+                ray.get(ref, timeout=0)
+            except rex.RayActorError as dead:
+                return i, dead
+            except Exception:
+                pass
+        return rank, err
 
     def _describe_failure(self, err, rank: int, what: str) -> str:
         import ray.exceptions as rex
