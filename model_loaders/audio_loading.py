@@ -29,8 +29,9 @@ from .audio_config import audio_vae_section, resolve_audio_vae_config, resolve_v
 from .aux_parts import Part, find_parts
 from .checkpoint import assign_weights, check_layout
 from .config_sources import ResolvedConfig
+from .file_header import float_dtype
 from .safetensors_file import CheckpointError, load_tensors
-from .video_vae_loading import file_dtype, file_source
+from .video_vae_loading import file_source
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.audio_vae import AudioVAE
@@ -61,7 +62,7 @@ def _log_release(path: str, what: str, resolved: ResolvedConfig) -> None:
 
 def _load(path: str, shapes, dtypes, part: Part, what: str, factory: Callable[..., nn.Module], dtype, device,
           operations) -> nn.Module:  # fmt: skip
-    model_dtype = dtype or file_dtype(dtypes, shapes, part.keys.values())
+    model_dtype = dtype or float_dtype(dtypes, shapes, part.keys.values())
     try:
         model = factory(operations=operations, dtype=model_dtype, device=torch.device("meta"))
     except ValueError as err:  # config problems: name the file

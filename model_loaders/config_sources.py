@@ -50,6 +50,13 @@ class ResolvedConfig:
         return sorted(k for k, s in self.sources.items() if s == RELEASED)
 
 
+def listing(keys, n: int = 10, *, quote: bool = True) -> str:
+    """The first ``n`` of ``keys`` (sorted) for a message, then how many more: ``'a', 'b', ... (7 more)``."""
+    keys = sorted(keys)
+    shown = ", ".join(repr(k) if quote else str(k) for k in keys[:n])
+    return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+
+
 def shape_text(shape) -> str:
     return "[" + ", ".join(str(int(d)) for d in shape) + "]"
 
@@ -105,6 +112,7 @@ __all__ = [
     "ResolvedConfig",
     "contradiction",
     "count_indices",
+    "listing",
     "not_derivable",
     "shape_text",
 ]

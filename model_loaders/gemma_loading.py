@@ -46,7 +46,9 @@ from pathlib import Path
 
 import torch
 
+from .config_sources import listing
 from .gemma_tokenizer import find_tokenizer
+from .published_files import carriers, describe
 from .quant import nvfp4
 from .quant.formats import COMFY_FP8_FORMATS, layer_formats
 from .safetensors_file import TORCH_DTYPES, CheckpointError, read_header
@@ -92,9 +94,7 @@ def _err(path, message: str) -> CheckpointError:
 
 
 def _first(keys) -> str:
-    keys = sorted(keys)
-    more = f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + more
+    return listing(keys, _SHOW)
 
 
 @dataclass(frozen=True)
@@ -335,8 +335,7 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
     return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats)
 
 
-_USE_INSTEAD = ("Use gemma_3_12B_it.safetensors (bf16), gemma_3_12B_it_fp8_scaled.safetensors or "
-                "gemma_3_12B_it_fp4_mixed.safetensors.")  # fmt: skip
+_USE_INSTEAD = f"Use one of the published Gemma 3 12B files: {describe(carriers('gemma'))}."
 
 
 def _quantized_dtype(name: str, entry) -> bool:

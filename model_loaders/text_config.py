@@ -19,37 +19,46 @@ import os
 import re
 from typing import Iterable
 
+from .config_sources import listing
 from .quant import nvfp4
 from .safetensors_file import CheckpointError
 from .text_files import PROJECTION, Part, TextParts, _err, _connectors_in, _projection_in, locate_text_parts, read_text_file
 
 try:  # see model_loaders/__init__.py
-    from ..ltx2.config import ConfigError, RopeType
+    from ..ltx2.config import (
+        RELEASED_CAPTION_CHANNELS,
+        RELEASED_CONNECTOR_HEAD_DIM,
+        ConfigError,
+        RopeType,
+        released_numerics,
+    )
     from ..ltx2.text_connector import CONNECTOR_NORM_EPS, CONNECTOR_ROPE_THETA, ConnectorConfig, TextProjectorConfig
     from ..ltx2.text_features import uses_v2_features
 except ImportError:
-    from ltx2.config import ConfigError, RopeType
+    from ltx2.config import (
+        RELEASED_CAPTION_CHANNELS,
+        RELEASED_CONNECTOR_HEAD_DIM,
+        ConfigError,
+        RopeType,
+        released_numerics,
+    )
     from ltx2.text_connector import CONNECTOR_NORM_EPS, CONNECTOR_ROPE_THETA, ConnectorConfig, TextProjectorConfig
     from ltx2.text_features import uses_v2_features
 
 log = logging.getLogger(__name__)
 
 # What every released LTX-2 / LTX-2.3 file's header says about the connectors (used when no
-# selected file has a header config; the published headers, ../shared/real_headers).
-RELEASED_NUMERICS = {
-    "connector_positional_embedding_max_pos": [4096],
-    "rope_type": "split",
-    "frequencies_precision": "float64",
-}
-RELEASED_HEAD_DIM = 128  # 2.0 connectors: 30 x 128; an ungated connector's heads need a header otherwise
-RELEASED_TEXT_WIDTH = 3840  # Gemma 3 12B
+# selected file has a header config): ltx2.config's released values of the keys the text path reads.
+RELEASED_NUMERICS = {k: released_numerics("2.0")[k]
+                     for k in ("connector_positional_embedding_max_pos", "rope_type", "frequencies_precision")}  # fmt: skip
+RELEASED_HEAD_DIM = RELEASED_CONNECTOR_HEAD_DIM  # an ungated connector's heads need a header otherwise
+RELEASED_TEXT_WIDTH = RELEASED_CAPTION_CHANNELS  # Gemma 3 12B
 NORM_TYPES = {"per_token_rms": True}  # text_encoder_norm_type -> V2 (the only value published)
 _SHOW = 6
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW)
 
 
 def _shape(part: Part, key: str) -> tuple[int, ...] | None:
@@ -192,8 +201,9 @@ def _numerics(parts: TextParts, header: _Header, notes: dict | None = None) -> d
     if defaulted:
         if parts.header is None:
             log.info("OpenLTX text encoder: no selected LTX file has a header config; the text connectors use the "
-                     "released LTX-2 / 2.3 numerics (max position [4096], split RoPE, float64 frequency grid, theta "
-                     "%g, eps %g)", CONNECTOR_ROPE_THETA, CONNECTOR_NORM_EPS)  # fmt: skip
+                     "released LTX-2 / 2.3 numerics (%s; theta %g, eps %g)",
+                     ", ".join(f"{k} {v}" for k, v in RELEASED_NUMERICS.items()), CONNECTOR_ROPE_THETA,
+                     CONNECTOR_NORM_EPS)  # fmt: skip
         else:
             log.info("OpenLTX text encoder: %s's header lacks %s; using the released values %s",
                      parts.header_file.name, defaulted, {k: RELEASED_NUMERICS[k] for k in defaulted})  # fmt: skip
