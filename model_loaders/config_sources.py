@@ -22,10 +22,16 @@ from typing import Any
 
 from .safetensors_file import CheckpointError
 
-# Where a value of a resolved config came from.
-SHAPE = "shape"  # read off a tensor shape (or the presence of a tensor)
-HEADER = "header"  # the file's header config
-RELEASED = "released"  # the released files' value (the header lacks it; ltx-core's default agrees)
+try:  # see model_loaders/__init__.py
+    from ..ltx2.config import FROM_HEADER, FROM_RELEASED, FROM_SHAPE
+except ImportError:
+    from ltx2.config import FROM_HEADER, FROM_RELEASED, FROM_SHAPE
+
+# Where a value of a resolved config came from: the transformer's provenance labels (one
+# vocabulary for every component, as tools/inspect_checkpoint.py reports them).
+SHAPE = FROM_SHAPE  # read off a tensor shape (or the presence of a tensor)
+HEADER = FROM_HEADER  # the file's header config
+RELEASED = FROM_RELEASED  # the released files' value (the header lacks it; ltx-core's default agrees)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from .config_sources import listing
+from .config_sources import HEADER, RELEASED, SHAPE, listing
 from .gemma_tokenizer import find_tokenizer
 from .published_files import carriers, describe
 from .quant import nvfp4
@@ -127,6 +127,9 @@ class GemmaSource:
     tokenizer: str | None = None  # directory or tokenizer.model next to the weights
     embedded_tokenizer: tuple[str, str] | None = None  # (file, key) of a ``spiece_model`` tensor
     file_stats: list[tuple[str, int, int]] = field(default_factory=list)  # (path, size, mtime_ns)
+    # config key -> where its value came from: "shape" (the tensors), "header" (the folder's
+    # config.json) or "released default" (Gemma 3's published family settings)
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def hidden_size(self) -> int:
@@ -310,14 +313,17 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
         "full_attention" if (i + 1) % SLIDING_PATTERN == 0 else "sliding_attention"
         for i in range(shapes["num_hidden_layers"])
     ]
+    sources = dict.fromkeys(config, RELEASED)
     if path.is_dir():
         declared = _hf_text_config(path)
+        sources.update(dict.fromkeys(declared, HEADER))
         conflicts = {k: (declared[k], v) for k, v in shapes.items() if k in declared and declared[k] != v}
         if conflicts:
             said = ", ".join(f"{k}: config.json {a}, weights {b}" for k, (a, b) in conflicts.items())
             raise _err(path, f"config.json does not match the weights ({said}). Download the folder again.")
         config.update(declared)
     config.update(shapes)
+    sources.update(dict.fromkeys(shapes, SHAPE))
 
     tok = None
     if tokenizer is not None:
@@ -332,7 +338,7 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
                 "tokenizer.model from the Gemma 3 release (google/gemma-3-12b-it) next to the weights.",
             )
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats)
+    return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats, sources)
 
 
 _USE_INSTEAD = f"Use one of the published Gemma 3 12B files: {describe(carriers('gemma'))}."

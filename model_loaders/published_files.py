@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 BUNDLE = ("transformer", "text_connectors", "text_projection", "video_vae", "audio_vae", "vocoder")
-OFFICIAL_PUBLISHERS = ("Lightricks", "Google")
+OFFICIAL_PUBLISHERS = ("Lightricks", "google")  # as the Hub spells the organisations
 RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)"}
 PART_NAMES = {
     "transformer": "transformer",
@@ -122,8 +122,6 @@ FILES: tuple[PublishedFile, ...] = (
        ("text_projection",), "2.3"),
     # --- GGUF conversions (transformer; the 2.3 ones may embed the text connectors) and unsloth's side files
     _f("unsloth/LTX-2-GGUF", "ltx-2-19b-dev-Q4_K_M.gguf", "diffusion_models", ("transformer",), "2.0", "dev"),
-    _f("unsloth/LTX-2-GGUF", "ltx-2-19b-dev-Q8_0.gguf", "diffusion_models", ("transformer",), "2.0", "dev"),
-    _f("QuantStack/LTX-2-GGUF", "LTX-2-dev/LTX-2-dev-Q4_K_M.gguf", "diffusion_models", ("transformer",), "2.0", "dev"),
     _f("unsloth/LTX-2.3-GGUF", "ltx-2.3-22b-dev-Q4_K_M.gguf", "diffusion_models", ("transformer",), "2.3", "dev",
        ("text_connectors",)),
     _f("unsloth/LTX-2.3-GGUF", "distilled/ltx-2.3-22b-distilled-Q4_K_M.gguf", "diffusion_models", ("transformer",),

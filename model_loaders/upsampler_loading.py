@@ -38,7 +38,7 @@ import zlib
 import torch
 
 from .checkpoint import assign_weights
-from .config_sources import contradiction, listing
+from .config_sources import HEADER, RELEASED, SHAPE, ResolvedConfig, contradiction, listing
 from .published_files import carriers, describe
 from .safetensors_file import CheckpointError, load_tensors, parse_config, read_header
 
@@ -178,6 +178,23 @@ def read_upsampler_config(path: str | os.PathLike) -> tuple[UpsamplerConfig, dic
     except UpsamplerConfigError as err:
         raise CheckpointError(str(err)) from None
     return cfg, header.tensors
+
+
+def upsampler_config_sources(path: str | os.PathLike) -> ResolvedConfig:
+    """The upsampler's config values and where each came from; no tensor data read (for inspection).
+
+    Every value is read off a tensor (``shape``) except a rational resampler's ``spatial_scale``,
+    which the header states (``header``) or, without one, is the published x1.5 (``released
+    default``); the release (2.0 / 2.3) is not in the tensors, so ``version`` is None.
+    """
+    cfg, entries = read_upsampler_config(path)
+    stated = parse_config(read_header(path)) or {}
+    derived, _ = derive_upsampler_config(os.fspath(path), entries)
+    values = {k: getattr(cfg, k) for k in derived}
+    sources = {f"config.{k}": SHAPE for k in derived}
+    if "spatial_scale" in derived:
+        sources["config.spatial_scale"] = HEADER if "spatial_scale" in stated else RELEASED
+    return ResolvedConfig(values, sources, None, bool(stated))
 
 
 def load_upsampler(
