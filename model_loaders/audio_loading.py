@@ -30,6 +30,7 @@ from .aux_parts import Part, find_parts
 from .checkpoint import assign_weights, check_layout
 from .config_sources import ResolvedConfig
 from .file_header import float_dtype
+from .published_files import where_published
 from .safetensors_file import CheckpointError, load_tensors
 from .video_vae_loading import file_source
 
@@ -48,7 +49,7 @@ def _part(path: str, shapes, name: str, what: str) -> Part:
     if part is None:
         raise CheckpointError(
             f"{path}: expected {what} weights in this file, found none (first keys: {sorted(shapes)[:5]}). "
-            "Pick the LTX-2 single-file checkpoint or a standalone file of this component."
+            f"Pick a file that holds them: {where_published('audio_vae')}."
         )
     return part
 

@@ -42,6 +42,7 @@ from .layouts import COMPONENTS
 from .quant import gguf_format
 from .config_sources import listing
 from .file_header import float_dtype, read_file_header
+from .published_files import where_published
 from .safetensors_file import CheckpointError, load_tensors
 from .transformer_config import resolve_transformer_config
 
@@ -422,7 +423,7 @@ def _transformer_keys(info: CheckpointInfo) -> list[str]:
         raise _err(
             info.path,
             f"expected transformer weights ('model.diffusion_model.transformer_blocks.*'), found only {found}. "
-            "Pick a file that contains the LTX-2 transformer.",
+            f"Pick a file that contains the LTX-2 transformer: {where_published('transformer', info.version)}.",
         )
     return keys
 

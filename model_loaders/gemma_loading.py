@@ -189,7 +189,7 @@ def _text_prefix(path, keys) -> str:
                 path,
                 f"expected a Gemma 3 text encoder, found a different language model (it has {key!r} but no "
                 f"{prefix + _GEMMA3_MARKERS[0]!r}: Gemma 3's per-head query norm). LTX-2 needs Gemma 3 12B "
-                "(gemma_3_12B_it.safetensors or google/gemma-3-12b-it).",
+                f"({describe(carriers('gemma'))}).",
             )
     hint = ""
     if any(k.startswith(("model.diffusion_model.", "vae.", "text_embedding_projection.")) for k in keys):
@@ -335,7 +335,8 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
             raise _err(
                 path,
                 f"expected a Gemma tokenizer (tokenizer.model or tokenizer.json) in {where}, found none. Copy "
-                "tokenizer.model from the Gemma 3 release (google/gemma-3-12b-it) next to the weights.",
+                f"tokenizer.model from Google's Gemma 3 folder ({describe(carriers('gemma')[:1])}) next to the "
+                "weights, or use a Comfy-Org Gemma file (the tokenizer is inside).",
             )
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats, sources)

@@ -41,6 +41,7 @@ from .config_sources import (
     not_derivable,
 )
 from .published_configs import RELEASES, published_config
+from .published_files import where_published
 from .safetensors_file import CheckpointError
 
 Shapes = Mapping[str, tuple]
@@ -278,7 +279,8 @@ def resolve_video_vae_config(
         if key not in t:
             raise CheckpointError(
                 f"{path}: expected the video VAE's encoder and decoder (e.g. '{prefix}{key}'), found it missing. A "
-                "video VAE file holds both halves: use the LTX-2 checkpoint or a complete video VAE file."
+                "video VAE file holds both halves: the file is incomplete; the published ones are "
+                f"{where_published('video_vae')}."
             )
         if len(t[key]) != 5:
             raise CheckpointError(

@@ -30,6 +30,7 @@ from .aux_parts import find_parts
 from .checkpoint import CheckpointInfo, assign_weights, check_layout
 from .config_sources import ResolvedConfig
 from .file_header import float_dtype, read_file_header
+from .published_files import where_published
 from .safetensors_file import CheckpointError, load_tensors
 from .video_vae_config import resolve_video_vae_config, vae_section
 
@@ -67,8 +68,8 @@ def _vae_keys(path: str, shapes: Mapping[str, tuple]) -> tuple[str, dict[str, st
     raise _err(
         path,
         "expected LTX-2 video VAE weights ('vae.encoder.*' / 'vae.decoder.*', or bare 'encoder.*' / 'decoder.*' "
-        f"with 3D convolutions), found none (first keys: {shown}). Pick the LTX-2 checkpoint or its standalone video "
-        "VAE file.",
+        f"with 3D convolutions), found none (first keys: {shown}). Pick a file that holds it: "
+        f"{where_published('video_vae')}.",
     )
 
 
