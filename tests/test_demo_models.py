@@ -324,3 +324,52 @@ def test_each_missing_split_file_is_one_line_naming_its_preset(tmp_path):
     assert "ltx-2.3-22b-dev_video_vae.safetensors" in missing[0]  # unsloth's file would do too
     for g in got:  # the preset named really downloads that file
         assert g["path"].split("/", 1)[1] in {f.name for f in model_catalog.PRESETS[g["preset"]].files}
+
+
+# --- the planned split prompt runs ------------------------------------------------------------------
+
+def _split_bundle(bundle: Path, out: Path, prefixes: tuple[str, ...], metadata: dict | None) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file as save_torch
+
+    with safe_open(str(bundle), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_torch(tensors, str(out), metadata=metadata)
+    return out
+
+
+@pytest.mark.server
+def test_the_split_prompt_runs_on_the_server(comfy_server, tmp_path, request):
+    """Kijai's 2.0 split files (a tiny bundle cut as he cuts it) and Comfy-Org's single-file Gemma in the
+    server's model folders: the prompt the demo plans for them renders the t2v workflow to an mp4."""
+    import tiny_gemma
+
+    from comfy_host import history_error
+    from openltx.model_loaders import tiny_layouts as T
+
+    bundle = tmp_path / "bundle.safetensors"
+    T.write_tiny_checkpoint(bundle, "2.0", "all")
+    meta = T.tiny_metadata("2.0")
+    dirs = comfy_server.model_dirs
+    written = [dirs["diffusion_models"] / "ltx-2-19b-dev_transformer_only_bf16.safetensors",
+               dirs["vae"] / "LTX2_video_vae_bf16.safetensors", dirs["vae"] / "LTX2_audio_vae_bf16.safetensors",
+               dirs["text_encoders"] / "ltx-2-19b-embeddings_connector_dev_bf16.safetensors",
+               dirs["text_encoders"] / "gemma_3_12B_it.safetensors"]  # fmt: skip
+    request.addfinalizer(lambda: [p.unlink(missing_ok=True) for p in written])  # the session server's folders
+    T.write_tiny_checkpoint(written[0], "2.0", "transformer")
+    _split_bundle(bundle, written[1], ("vae.",), meta)
+    _split_bundle(bundle, written[2], ("audio_vae.", "vocoder."), meta)
+    connectors = tuple(f"model.diffusion_model.{s}_embeddings_connector." for s in ("video", "audio"))
+    _split_bundle(bundle, written[3], ("text_embedding_projection.", *connectors), None)
+    tiny_gemma.write_comfy_file(tiny_gemma.tiny_text_model(seed=0), written[4])
+    models = dirs["checkpoints"].parent
+    planned, missing, _ = demo.locate_real_files(T2V, models)
+    assert missing == [], missing
+    got = model_inputs(planned, split=True)
+    assert [got[k] for k in ("ckpt", "vae", "vae2", "te_ckpt", "extra", "gemma")] == [
+        written[0].name, written[1].name, written[2].name, written[0].name, written[3].name, written[4].name]
+    entry = comfy_server.run_prompt(demo.tiny_prompt(planned), timeout=300)
+    assert history_error(entry) is None, f"{history_error(entry)}\n{comfy_server.log_tail(30)}"
+    videos = demo.saved_videos(entry, comfy_server.base_dir / "output")
+    assert len(videos) == 1 and videos[0].stat().st_size > 0, entry.get("outputs")
