@@ -115,7 +115,8 @@ FILES: tuple[PublishedFile, ...] = (
          ("text_projection", "text_connectors"), "2.0", v) for v, n in (("dev", "dev"), ("distilled", "distill"))),
     # --- Kijai/LTX2.3_comfy: the transformer with its text connectors, VAEs, the projection alone
     *(_f("Kijai/LTX2.3_comfy", f"diffusion_models/ltx-2.3-22b-{n}_transformer_only_bf16.safetensors",
-         "diffusion_models", _TRANSFORMER_ONLY_23, "2.3", v) for v, n in (("dev", "dev"), ("distilled", "distilled-1.1"))),
+         "diffusion_models", _TRANSFORMER_ONLY_23, "2.3", v)
+      for v, n in (("dev", "dev"), ("distilled", "distilled-1.1"))),
     _f("Kijai/LTX2.3_comfy", "vae/LTX23_video_vae_bf16.safetensors", "vae", ("video_vae",), "2.3"),
     _f("Kijai/LTX2.3_comfy", "vae/LTX23_audio_vae_bf16.safetensors", "vae", _AUDIO, "2.3"),
     _f("Kijai/LTX2.3_comfy", "text_encoders/ltx-2.3_text_projection_bf16.safetensors", "text_encoders",

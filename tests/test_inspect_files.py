@@ -223,7 +223,8 @@ def test_a_projection_whose_width_only_the_gemma_file_tells(tmp_path, inspect):
 # ------------------------------------------------------------------------------ upscalers
 @pytest.mark.parametrize("kind, meta", [("spatial", True), ("spatial", False), ("spatial_x1.5", False)])
 def test_upscalers_with_and_without_metadata(tmp_path, inspect, kind, meta):
-    name = "ltx-2-spatial-upscaler-x2-1.0.safetensors" if kind == "spatial" else "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"
+    name = {"spatial": "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+            "spatial_x1.5": "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"}[kind]
     src = tmp_path / "src.safetensors"
     write_tiny_upsampler(src, tiny_upsampler_config(kind))
     path = src.rename(tmp_path / name) if meta else _resave(src, tmp_path / name)

@@ -56,7 +56,8 @@ def test_presets_that_fetch_community_files_say_so():
 
 def test_the_catalog_needs_neither_torch_nor_the_hub():
     code = ("import sys; sys.path.insert(0, 'tools'); import model_catalog; "
-            "assert 'torch' not in sys.modules and 'huggingface_hub' not in sys.modules; print(len(model_catalog.PRESETS))")
+            "assert 'torch' not in sys.modules and 'huggingface_hub' not in sys.modules; "
+            "print(len(model_catalog.PRESETS))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and int(proc.stdout) == len(model_catalog.PRESETS), proc.stderr
 

@@ -229,8 +229,8 @@ COMMUNITY_PRESETS = (
                "audio VAE and text projection (vae/, text_encoders/)", "ltx-2.3-22b-dev-Q4_K_M.gguf",
                "ltx-2.3-22b-dev_video_vae.safetensors", "ltx-2.3-22b-dev_audio_vae.safetensors",
                "ltx-2.3-22b-dev_embeddings_connectors.safetensors"),
-    _community("ltx-2.3-distilled-gguf", "LTX-2.3 22B distilled transformer, GGUF Q4_K_M (diffusion_models/), its video "
-               "VAE, audio VAE and text projection (vae/, text_encoders/)", "ltx-2.3-22b-distilled-Q4_K_M.gguf",
+    _community("ltx-2.3-distilled-gguf", "LTX-2.3 22B distilled transformer, GGUF Q4_K_M (diffusion_models/), its "
+               "video VAE, audio VAE and text projection (vae/, text_encoders/)", "ltx-2.3-22b-distilled-Q4_K_M.gguf",
                "ltx-2.3-22b-distilled_video_vae.safetensors", "ltx-2.3-22b-distilled_audio_vae.safetensors",
                "ltx-2.3-22b-distilled_embeddings_connectors.safetensors"),
     _community("ltx-2.3-dev-gguf-quantstack", "LTX-2.3 22B dev transformer, GGUF Q4_K_M (diffusion_models/)",
