@@ -73,3 +73,12 @@ def test_messages_name_the_files_of_one_release(version, other):
     assert "ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders; text projection only)" \
         in both  # fmt: skip
     assert "GGUF conversions that embed the text connectors" in both
+
+
+def test_the_readme_lists_every_published_file_and_preset():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Model files"):readme.index("## Nodes")]
+    for f in P.FILES:
+        assert f"`{f.name}`" in table, f.name
+    for name in model_catalog.PRESETS:
+        assert f"`{name}`" in table, name
