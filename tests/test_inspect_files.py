@@ -31,6 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 import inspect_checkpoint  # noqa: E402
 
+# The tool puts the repository root first on sys.path (for `import model_loaders`); in this process
+# it goes last, so that `import nodes` elsewhere in the session is still ComfyUI's module.
+sys.path.remove(str(REPO))
+sys.path.append(str(REPO))
+
 SHAPE, HEADER, RELEASED = "shape", "header", "released default"
 
 

@@ -322,7 +322,8 @@ CHECKPOINT_FOLDERS = ("checkpoints", "diffusion_models")  # what the text encode
 
 @dataclass
 class SplitPlan:
-    """What stands in for one bundle name: ``inputs`` role -> {input: ComfyUI name}, or ``missing`` lines."""
+    """What stands in for one bundle name: ``inputs`` role -> {"main": ComfyUI name, "second": the file for
+    the role's optional input (SECOND_INPUT)}, or the ``missing`` lines."""
 
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
@@ -403,17 +404,17 @@ def plan_bundle(name: str, roles: set[str], family: str, models_dir: Path) -> Sp
                                  f"--models-dir {models_dir}")
         return plan
 
-    def lack(part: str, files, extra: str = "") -> None:
+    def lack(files) -> None:
+        """One line for the first of ``files`` (the others and the bundles would do too)."""
         options = [f.name for f in files] + bundles
-        lines = _missing_line([find_published(options[0], models_dir)], options, models_dir)
-        plan.missing.extend(line + extra for line in lines)
+        plan.missing.extend(_missing_line([find_published(options[0], models_dir)], options, models_dir))
 
     transformers = _split_files("transformer", family, variant)
     transformer = first(transformers)
     repo = transformer[0].repo if transformer else None
     if "transformer" in roles or "text" in roles:
         if transformer is None:
-            lack("transformer", transformers)
+            lack(transformers)
         else:
             plan.inputs["transformer"] = {"main": transformer[1].comfy_name}
     if "vae" in roles:
@@ -421,12 +422,12 @@ def plan_bundle(name: str, roles: set[str], family: str, models_dir: Path) -> Sp
         audio = first(_split_files("audio_vae", family, variant, repo))
         for part, got in (("video_vae", video), ("audio_vae", audio)):
             if got is None:
-                lack(part, _split_files(part, family, variant, repo))
+                lack(_split_files(part, family, variant, repo))
         if video and audio:
             plan.inputs["vae"] = {"main": video[1].comfy_name, "second": audio[1].comfy_name}
     if "text" in roles:
         # connectors: a checkpoint-folder file that holds them (it goes in ltx_checkpoint)
-        holders = [f for f in _split_files("text_connectors", family, variant, repo)]
+        holders = _split_files("text_connectors", family, variant, repo)
         connectors = None
         for f in holders:
             found = find_published(f.name, models_dir)
@@ -437,15 +438,15 @@ def plan_bundle(name: str, roles: set[str], family: str, models_dir: Path) -> Sp
         if connectors is not None and "text_projection" in connectors[0].holds:
             projection = connectors  # Kijai's 2.0 connector file holds both
         if connectors is None:
-            lack("text_connectors", [f for f in holders if "text_connectors" in f.holds])
+            lack([f for f in holders if "text_connectors" in f.holds])
         if projection is None:
-            lack("text_projection", _split_files("text_projection", family, variant, repo))
+            lack(_split_files("text_projection", family, variant, repo))
         if connectors and projection:
             main, second = connectors, projection
             if connectors[0].folder not in CHECKPOINT_FOLDERS:  # a text_encoders file: it goes in extra_file
                 main = transformer
             if main is None:
-                lack("transformer", transformers)
+                lack(transformers)
             else:
                 plan.inputs["text"] = {"main": main[1].comfy_name, "second": second[1].comfy_name}
     if "transformer" not in roles:
