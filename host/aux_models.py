@@ -126,7 +126,8 @@ def load_vae_files(paths: list[str], dtype_choice: str = "default",
             raise ValueError(
                 f"{input_name}: {os.path.basename(path)}: no LTX-2 VAE weights in this file (expected 'vae.*' video "
                 "VAE keys and/or 'audio_vae.*' + 'vocoder.*', or the keys of a standalone LTX-2 video / audio VAE "
-                "file); pick the LTX-2 checkpoint or an LTX-2 VAE file"
+                f"file); pick a file that holds them: the video VAE is in {where_to_get('video_vae', None)}; the "
+                f"audio VAE and vocoder are in {where_to_get('audio_vae', None)}"
             )
         for name, part in parts.items():
             if name in found:
