@@ -134,14 +134,10 @@ class TextFile:
 
 
 def _gguf_file(path: Path, role: str) -> TextFile:
-    import gguf
-
     from .quant import gguf_dequant as gd
+    from .quant.gguf_format import open_reader
 
-    try:
-        reader = gguf.GGUFReader(os.fspath(path))
-    except Exception as err:
-        raise _err(path, f"expected a GGUF file, it could not be read ({type(err).__name__}: {err}).") from err
+    reader = open_reader(path)  # header checked against the file size first; CheckpointError otherwise
     tensors = {}
     for t in reader.tensors:
         shape = tuple(int(s) for s in reversed(t.shape.tolist()))  # GGUF lists the row length first

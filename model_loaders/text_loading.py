@@ -153,13 +153,12 @@ def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, devi
     keys = part.tensor_keys()
     out: dict[str, torch.Tensor] = {}
     if f.kind == "gguf":
-        import gguf
-
         from .quant import gguf_dequant as gd
+        from .quant.gguf_format import open_reader
 
         wanted = set(keys)
         try:
-            reader = gguf.GGUFReader(f.path)
+            reader = open_reader(f.path)
             for t in reader.tensors:
                 if t.name not in wanted:
                     continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import comfy.model_management as mm
 import comfy.utils
 from comfy_api.v0_0_2 import io
 
@@ -76,6 +77,7 @@ class TileProgress:
         self.bar = None
 
     def __call__(self, done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
         if self.bar is None:
             self.bar = comfy.utils.ProgressBar(total)
         self.bar.update_absolute(done, total)
