@@ -105,8 +105,12 @@ def load_audio(
         if not 0 <= stream_index < len(audio_streams):
             raise AudioFileError(f"{name}: audio stream {stream_index} requested, the file has {len(audio_streams)}")
         stream = audio_streams[stream_index]
-        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
-        channels = int(stream.codec_context.channels or 0)
+        codec = stream.codec_context
+        if codec is None:
+            raise AudioFileError(f"{name}: the audio stream's codec is unknown or its header is damaged; the file is "
+                                 "corrupt or in a format FFmpeg cannot decode. Re-export it as .wav or .flac.")
+        rate = int(codec.sample_rate or stream.rate or 0)
+        channels = int(codec.channels or 0)
         if rate <= 0 or channels <= 0:
             raise AudioFileError(f"{name}: the audio stream has {rate} Hz and {channels} channels; the file is corrupt")
         limit = max(1, max_values // channels)  # samples per channel we may hold

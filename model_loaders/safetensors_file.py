@@ -268,7 +268,13 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
 
 
 def parse_config(header: SafetensorsHeader) -> dict | None:
-    """``__metadata__["config"]`` as a dict, or ``None`` when the header has no config."""
+    """``__metadata__["config"]`` as a dict, or ``None`` when the header has no config.
+
+    Its numbers are checked against ``header_limits`` (finite, and within what any LTX-2 file
+    uses for the settings that size allocations) before anyone builds a module from it.
+    """
+    from .header_limits import check_config
+
     raw = header.metadata.get("config")
     if raw is None:
         return None
@@ -276,6 +282,7 @@ def parse_config(header: SafetensorsHeader) -> dict | None:
     if not isinstance(config, dict):
         found = type(config).__name__
         raise _fail(header.path, f"expected __metadata__['config'] to be a JSON object, found {found}. {CORRUPT}")
+    check_config(header.path, config, "the header config")
     return config
 
 

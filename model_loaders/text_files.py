@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .checkpoint import CheckpointInfo
-from .safetensors_file import CheckpointError, parse_config, read_header
+from .header_limits import check_config
+from .safetensors_file import CheckpointError, parse_config, parse_json, read_header
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.text_connector import TextProjectorConfig
@@ -147,9 +148,12 @@ def _gguf_file(path: Path, role: str) -> TextFile:
         f = reader.get_field(key)
         if f is not None:
             try:
-                config = json.loads(str(f.contents()))
-            except (ValueError, TypeError):
+                text = str(f.contents())
+            except (ValueError, TypeError):  # not text (UnicodeDecodeError is a ValueError)
                 raise _err(path, f"the GGUF key {key!r} is not a JSON model config; the file is corrupt.") from None
+            config = parse_json(path, text, f"the GGUF key {key!r}")  # bounded; names the file
+            if isinstance(config, dict):
+                check_config(path, config, f"the GGUF key {key!r}")
             break
     st = path.stat()
     return TextFile(os.fspath(path), role, "gguf", tensors, config if isinstance(config, dict) else None,

@@ -757,3 +757,76 @@ def test_header_values_and_sizes_are_bounded_before_parsing(openltx_pack, tmp_pa
     nested_config = json.dumps({"config": "[" * 5000 + "]" * 5000})
     with pytest.raises(CheckpointError, match=r"__metadata__\['config'\] nests"):
         read_header(write_header_file(tmp_path / "cfg.safetensors", b'{"__metadata__":' + nested_config.encode() + b"}"))
+
+
+def test_header_numbers_that_size_allocations_are_bounded(openltx_pack, tmp_path):
+    """Settings only the header gives (sampling rate, STFT window / hop, upsampling strides, the
+    position grid) are refused out of range before a module is built; the published configs pass."""
+    from openltx.host import aux_models
+    from openltx.model_loaders.header_limits import LIMITS, check_config
+    from openltx.model_loaders.safetensors_file import CheckpointError
+    from openltx.model_loaders.tiny_layouts import write_tiny_checkpoint
+
+    published = sorted((TESTS_DIR / "data" / "real_headers").glob("*.json"))
+    assert len(published) >= 2
+    for path in published:  # the published 2.0 / 2.3 header configs
+        check_config(path, json.loads(path.read_text(encoding="utf-8")))
+    base = tmp_path / "tiny.safetensors"
+    write_tiny_checkpoint(base, "2.0", "all", seed=0)
+    cases = [("audio_vae.model.params.sampling_rate", 10**8), ("audio_vae.preprocessing.stft.hop_length", 1),
+             ("audio_vae.preprocessing.stft.filter_length", 10**9), ("vocoder.upsample_rates", [6000, 5, 2, 2, 2]),
+             ("transformer.positional_embedding_max_pos", [20, 2048, 10**9]), ("vae.timestep_conditioning", 10**30)]
+    for key, value in cases:
+        def edit(c, key=key, value=value):
+            *parents, leaf = key.split(".")
+            section = c
+            for p in parents:
+                section = section[p]
+            section[leaf] = value
+
+        path = write_with_config(base, tmp_path / "edited.safetensors", edit)
+        with pytest.raises(CheckpointError, match=rf"edited\.safetensors: the header config sets {re.escape(key)}"):
+            aux_models.load_vae_file(str(path), "fp32")
+    assert {"sampling_rate", "hop_length", "upsample_rates"} <= set(LIMITS)
+    # An upsampling stride within the limits but past its kernel (taken from the tensors): refused at load.
+    path = write_with_config(base, tmp_path / "stride.safetensors", lambda c: c["vocoder"].update(upsample_rates=[32, 5, 2, 2, 2]))
+    with pytest.raises(CheckpointError, match=r"stride\.safetensors: .*upsample rate must be between 1 and its kernel"):
+        aux_models.load_vae_file(str(path), "fp32")
+
+
+def test_interrupt_between_gemma_layers_is_an_interrupt(openltx_pack, tmp_path, monkeypatch):
+    """Cancel while the prompt is encoded: raised between Gemma layers, nothing cached."""
+    import comfy.model_management as mm
+    import folder_paths
+
+    from openltx.nodes.text import OpenLTXTextEncode, OpenLTXTextEncoderLoader
+
+    dirs = {n: tmp_path / n for n in ("checkpoints", "diffusion_models", "text_encoders", "latent_upscale_models",
+                                      "loras", "vae")}  # fmt: skip
+    demo.write_tiny_models(dirs)
+    for name in ("checkpoints", "text_encoders"):
+        exts = folder_paths.folder_names_and_paths[name][1]
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, name, ([str(dirs[name])], exts))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path / "models"))
+    encoder = OpenLTXTextEncoderLoader.execute(TINY_GEMMA, TINY_CKPT, "cpu", "fp32").args[0]
+    calls = []
+    real = mm.throw_exception_if_processing_interrupted
+
+    def interrupt_at_the_first_layer():
+        calls.append(1)
+        if len(calls) == 2:  # 1: the node starts; 2: after Gemma's first layer
+            mm.interrupt_current_processing(True)
+        real()
+
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", interrupt_at_the_first_layer)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            OpenLTXTextEncode.execute(encoder, "a lighthouse at night", 24.0)
+    finally:
+        mm.interrupt_current_processing(False)
+    cache = tmp_path / "models" / "openltx_prompt_cache"
+    assert len(calls) == 2 and not (cache.exists() and any(cache.iterdir()))
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", real)
+    video = OpenLTXTextEncode.execute(encoder, "a lighthouse at night", 24.0).args[0][0][0]
+    assert torch.isfinite(video).all()  # the next run encodes normally

@@ -29,6 +29,7 @@ tensors' data against the file size, and caps what no real file needs (``MAX_*``
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -249,6 +250,8 @@ def check_layout(path: str | os.PathLike) -> None:
             if qtype not in GGML_QUANT_SIZES:
                 raise w.fail(f"tensor {name!r} has unknown GGML type {qtype}")
             block, type_size = GGML_QUANT_SIZES[qtype]
+            if not dims or 0 in dims:
+                raise w.fail(f"tensor {name!r} has an empty shape {dims}")
             numel = 1
             for d in dims:
                 numel *= d
@@ -306,6 +309,18 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a model config may hold")
 
 
+def _real_shape(path, name: str, stored: tuple[int, ...], orig: dict) -> tuple[int, ...]:
+    """The tensor's shape: its ``comfy.gguf.orig_shape`` entry when it has one (same element count)."""
+    real = orig.get(name)
+    if real is None:
+        return stored
+    if not real or any(d <= 0 for d in real) or math.prod(real) != math.prod(stored):
+        raise _fail(path, f"the GGUF KV '{ORIG_SHAPE_PREFIX}{name}' gives the shape {list(real)[:8]}, which does not "
+                          f"hold the {math.prod(stored)} values stored ({list(stored)}). The file is corrupt: download "
+                          "it again.")  # fmt: skip
+    return tuple(real)
+
+
 def read_gguf_header(path: str | os.PathLike) -> GGUFHeader:
     """Names, types, shapes and string KVs of a GGUF file (no tensor data is copied).
 
@@ -341,6 +356,10 @@ def read_gguf_header(path: str | os.PathLike) -> GGUFHeader:
     if config is None:
         config = _companion_config(p)
         source = p.with_suffix(".json").name if config is not None else None
+    if config is not None:
+        from ..header_limits import check_config
+
+        check_config(p, config, f"the config ({source})")
     metadata = dict(strings)
     if config is not None:
         metadata["config"] = json.dumps(config)
@@ -360,7 +379,7 @@ def read_gguf_header(path: str | os.PathLike) -> GGUFHeader:
             )
         shape = tuple(int(s) for s in reversed(t.shape.tolist()))  # GGUF lists ne0 (the row) first
         stored[t.name] = shape
-        tensors[t.name] = (qtype, orig.get(t.name, shape))
+        tensors[t.name] = (qtype, _real_shape(p, t.name, shape, orig))
     return GGUFHeader(os.fspath(p), arch, metadata, config, source, tensors, stored, p.stat().st_size)
 
 
@@ -391,7 +410,7 @@ def read_gguf_tensors(path: str | os.PathLike, names=None, progress=None) -> dic
         raw = torch.from_numpy(data.copy())
         if len(stored) > 1:
             raw = raw.reshape(*stored[:-1], -1)
-        out[t.name] = GGUFTensor(raw=raw, qtype=qtype, shape=orig.get(t.name, stored), stored_shape=stored)
+        out[t.name] = GGUFTensor(raw=raw, qtype=qtype, shape=_real_shape(p, t.name, stored, orig), stored_shape=stored)
     if progress is not None and out:
         progress(len(out), total)
     if wanted is not None and len(out) != len(wanted):
