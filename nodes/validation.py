@@ -8,7 +8,7 @@ scale then runs the whole graph and fails at the very end ("avcodec_send_frame()
 the prompt cache and file names with a raw codec error.
 
 ``guard(node_cls)`` gives a node class a ``validate_inputs`` that refuses, for every literal
-value (linked inputs are checked by the node when it runs):
+value (a linked input's value is not known at validation; ComfyUI passes ``None``):
 
 * a float input that is not finite, or outside the input's declared ``min`` / ``max``;
 * a text input that is not valid Unicode (a lone surrogate);

@@ -7,9 +7,9 @@ points the model folders the pack reads at temp dirs that tests can fill.
 ``--database-url sqlite:///:memory:`` and ``PYTHONDONTWRITEBYTECODE=1`` keep the
 ComfyUI tree free of writes.
 
-The server runs behind a network guard (``tests/netguard_site/sitecustomize.py``): any
-attempt to reach a host other than loopback is refused and logged, and ``network_attempts()``
-returns what was tried.  ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are removed from its
+With ``network_guard=True`` (the test session's server) the server runs behind a network guard
+(``tests/netguard_site/sitecustomize.py``): any attempt to reach a host other than loopback is
+refused and logged, and ``network_attempts()`` returns what was tried.  ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are removed from its
 environment, so nothing passes only because a library was told to stay offline.
 
 Only the standard library is used to talk to the server.
@@ -104,7 +104,7 @@ class ComfyServer:
         base_dir: Path | None = None,
         ready_node: str = READY_NODE,
         extra_args: tuple[str, ...] = (),
-        network_guard: bool = True,
+        network_guard: bool = False,
     ) -> None:
         self.comfy_path = Path(comfy_path).resolve()
         self.pack_root = Path(pack_root).resolve()
