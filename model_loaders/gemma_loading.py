@@ -530,8 +530,14 @@ def read_weights(source: GemmaSource, names, dtype: torch.dtype, progress=None, 
                         out[n] = StoredWeight(t, tensor(spec.scale).float(), tensor(spec.block_scale), shape)
                     done += 1
                     if progress is not None:
-                        progress(done, total)
+                        try:
+                            progress(done, total)
+                        except BaseException as err:  # the host's Cancel: not the file's fault, passed on as is
+                            err.openltx_from_progress = True
+                            raise
     except Exception as err:
+        if getattr(err, "openltx_from_progress", False):
+            raise
         raise _err(source.path, f"reading the Gemma weights failed ({type(err).__name__}: {err}). Download the file again.") from err
     return out
 
