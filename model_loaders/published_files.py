@@ -106,6 +106,8 @@ FILES: tuple[PublishedFile, ...] = (
                 "gemma_3_12B_it_fp4_mixed.safetensors")),
     _f("Comfy-Org/ltx-2", "split_files/loras/gemma-3-12b-it-abliterated_lora_rank64_bf16.safetensors", "loras",
        ("gemma_lora",)),
+    # --- Comfy-Org/ltx-2.3: the ID-LoRA of their LTX-2.3 ID-LoRA template
+    _f("Comfy-Org/ltx-2.3", "split_files/loras/ltx-2.3-id-lora-talkvid-3k.safetensors", "loras", ("lora",), "2.3"),
     # --- Kijai/LTXV2_comfy: LTX-2 split into transformer, VAEs and the text side
     *(_f("Kijai/LTXV2_comfy", f"diffusion_models/ltx-2-19b-{v}_transformer_only_bf16.safetensors", "diffusion_models",
          ("transformer",), "2.0", v) for v in ("dev", "distilled")),
