@@ -212,11 +212,20 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str =
         {k[len(prefix):]: tuple(info.shapes[k]) for k in keys},
         prefix,
     )
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
-    _, sd = checkpoint.load_transformer_state_dict(
-        info, dtype=dtype, device=offload_device, progress=lambda done, total: bar.update_absolute(done, total)
-    )
+    progress = _progress(len(keys))
+    _, sd = checkpoint.load_transformer_state_dict(info, dtype=dtype, device=offload_device, progress=progress)
     return _fill(model, sd, load_device, offload_device, str(path))
+
+
+def _progress(total: int):
+    """A ``progress(done, total)`` for the tensor reads: ComfyUI's bar, and Cancel between tensors."""
+    bar = comfy.utils.ProgressBar(max(1, total))
+
+    def progress(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return progress
 
 
 def _numel(info, keys) -> int:
@@ -279,10 +288,9 @@ def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, of
     model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
     qformats.check_keys(path, model_shapes, file_shapes, quantized)
     layers = qformats.quantize_plan(_linear_layers(model)) if kind else ()
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
     sd = qformats.read_safetensors_transformer(
         path, keys, prefix, fmt, dtype, device=offload_device, quantize=kind, quantize_layers=layers,
-        progress=lambda done, total: bar.update_absolute(done, total),
+        progress=_progress(len(keys)),
     )
     log.info("OpenLTX: weight format %s%s", fmt, f", quantized on load to {kind}" if kind else "")
     return _fill(model, sd, load_device, offload_device, str(path), checked=True)
@@ -298,7 +306,7 @@ def _load_gguf(info, config: TransformerConfig, weight_dtype, load_device, offlo
 
     path, prefix = info.path, info.transformer_prefix
     keys = info.components.get("transformer") or []
-    tensors = {k[len(prefix):]: t for k, t in gguf_format.read_gguf_tensors(path, keys).items()}
+    tensors = {k[len(prefix):]: t for k, t in gguf_format.read_gguf_tensors(path, keys, _progress(len(keys))).items()}
     numel = sum(math.prod(t.shape) for t in tensors.values())
     dtype = pick_weight_dtype(weight_dtype, torch.bfloat16, load_device, numel)
     probe = _new_model(config, dtype, load_device, quantized=True)
