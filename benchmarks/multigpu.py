@@ -19,8 +19,8 @@ communication and compute (an upper bound on the communication cost; ring steps 
 ``results/transformer_19b_h200.json`` (989 TFLOP/s dense, MFU 0.48 for one 19B forward); the
 link bandwidths are stated assumptions (``LINKS``), not measurements.
 
-Prints ONE JSON line.  CPU timings with several ranks on 2 shared cores show the overhead of
-the exchanges, not a speed-up: every rank gets ``cores / ranks`` threads.
+Prints ONE JSON line.  CPU timings: every process (the single-process baseline too) runs ``--threads``
+threads (default 1); more ranks than cores measure time-sharing, not a speed-up.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def _rank(rank: int, world: int, port: int, job: dict, results) -> None:
     from openltx.parallel.mesh import forget_meshes
     from openltx.parallel.sharded import sharded_forward
 
-    torch.set_num_threads(max(1, job["cores"] // world))
+    torch.set_num_threads(job["threads"])
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     out = []
@@ -348,6 +348,9 @@ def main(argv=None) -> None:
     ap.add_argument("--links", default=",".join(LINKS), help=f"modelled links, of {', '.join(LINKS)}")
     ap.add_argument("--peak-tflops", type=float, default=H200_PEAK_BF16 / 1e12)
     ap.add_argument("--mfu", type=float, default=H200_MFU_19B)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per process, the single-process baseline included (several threads per rank "
+                    "on shared cores make OpenMP spin: the timings then measure contention)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per rank count")
     args = ap.parse_args(argv)
     ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
@@ -357,7 +360,7 @@ def main(argv=None) -> None:
     preset = PRESETS[args.preset]
     header = preset_header(preset["header"])
     shape = (preset["frames"], preset["width"], preset["height"], preset["text"])
-    torch.set_num_threads(cores)
+    torch.set_num_threads(args.threads)
     model = build(header)
     cfg = model.config
     video, audio = make_inputs(cfg, *shape, args.batch)
@@ -386,7 +389,7 @@ def main(argv=None) -> None:
     for world in ranks:
         if world == 1:
             continue
-        job = dict(header=header, shape=shape, batch=args.batch, iters=args.iters, cores=cores, port=free_port(),
+        job = dict(header=header, shape=shape, batch=args.batch, iters=args.iters, threads=args.threads, port=free_port(),
                    timeout=args.timeout, plans=plans_for(world, args.batch, heads_of(cfg)))
         for item in run_world(world, job):
             plan = ParallelPlan(*item["plan"])
@@ -418,7 +421,7 @@ def main(argv=None) -> None:
         "config": {"layers": cfg.num_layers, "video_dim": cfg.video_dim, "audio_dim": cfg.audio_dim,
                    "heads": heads_of(cfg)},
         "resolution": f"{shape[1]}x{shape[2]}x{shape[0]}", "batch": args.batch, "tokens": tokens,
-        "dtype": "fp32", "device": f"cpu ({cores} cores), gloo", "torch": torch.__version__,
+        "dtype": "fp32", "device": f"cpu ({cores} cores, {args.threads} thread(s) per process), gloo", "torch": torch.__version__,
         "measured": measured,
         "traffic_formula_max_rel_diff": worst,
         "flops": {"counted": counted, "formula": formula, "flop_formula_rel_diff": abs(formula - counted) / counted,
