@@ -326,7 +326,8 @@ def test_load_audio_has_upload_and_player(frontend, object_info, tmp_path):
     )
     assert "audioUI" in info["names"] and info["tag"] == "AUDIO", info
     assert info["value"] == "ltx2_sound.wav" and "ltx2_sound.wav" in (info["src"] or ""), info
-    assert len(info["names"]) == 3, f"expected audio, player and upload button: {info}"
+    assert info["names"] == ["audio", "start_s", "duration_s", "audioUI", "upload"], \
+        f"expected the audio combo, the span inputs, the player and the upload button: {info}"  # fmt: skip
 
     # Upload a new sound through the upload button's file chooser, as a user would.
     upload = tmp_path / "openltx_uploaded.wav"

@@ -89,11 +89,20 @@ def is_link(value) -> bool:
 
 
 def widget_extras(options: dict) -> list:
-    """UI-only values the frontend stores after a widget's own value."""
+    """UI-only values the frontend stores right after a widget's own value."""
     if options.get("control_after_generate"):
         return [SEED_CONTROL]
     if options.get("image_upload"):
         return ["image"]
+    return []
+
+
+def trailing_extras(options: dict) -> list:
+    """UI-only values the frontend stores after all of the node's widgets.
+
+    An ``audio_upload`` combo gets its player ("audioUI") and upload button once the node is
+    built, so they follow every other widget (e.g. Load Audio's start_s / duration_s).
+    """
     if options.get("audio_upload"):
         return [None, None]
     return []
@@ -257,7 +266,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
     for rank, node_id in enumerate(order):
         node = prompt[node_id]
         info = _schema(object_info, node["class_type"], node_id)
-        inputs, widgets_values, widgets, models = [], [], [], []
+        inputs, widgets_values, widgets, models, trailing = [], [], [], [], []
         for name, kind, options, optional in input_specs(info):
             value = node["inputs"].get(name)
             if is_widget(kind, options):
@@ -265,6 +274,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
                 linked = is_link(value)
                 widgets_values.append(default_of(kind, options) if linked or value is None else value)
                 widgets_values.extend(widget_extras(options))
+                trailing.extend(trailing_extras(options))
                 if isinstance(value, str) and value in hints:
                     models.append(hints[value])
                 if linked:
@@ -274,6 +284,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
                 if optional:
                     socket["shape"] = 7
                 inputs.append(socket)
+        widgets_values.extend(trailing)
         unknown = sorted(set(node["inputs"]) - {s[0] for s in input_specs(info)})
         if unknown:
             raise KeyError(f"node {node_id} ({node['class_type']}): inputs {unknown} are not in its schema")
@@ -340,6 +351,9 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         info = _schema(object_info, node["type"], str(node["id"]))
         linked = {s["name"]: link_src[s["link"]] for s in node.get("inputs", []) if s.get("link") is not None}
         values = list(node.get("widgets_values") or [])
+        n_trailing = sum(len(trailing_extras(o)) for _, k, o, _ in input_specs(info) if is_widget(k, o))
+        if n_trailing and len(values) >= n_trailing:
+            del values[-n_trailing:]
         inputs = {}
         for name, kind, options, optional in input_specs(info):
             if is_widget(kind, options):
