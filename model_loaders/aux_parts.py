@@ -8,6 +8,9 @@ Layouts as published (see ``shared/real_headers/community_layouts.md``):
 * video VAE files (Kijai ``LTX2_video_vae_bf16`` / ``LTX23_video_vae_bf16``, unsloth
   ``ltx-2.3-22b-dev_video_vae``): bare ``encoder.*`` / ``decoder.*`` / ``per_channel_statistics.*``
   (or with the bundle's ``vae.`` prefix), maybe without any header config;
+* the LTX-2.5 video VAEs (``vae/ltx-2.5-video-vae-bf16``: the "DiffVAE", a diffusion decoder
+  marked by ``decoder.conv_in_x_t.weight``; ``vae/ltx-2.5-video-vae-conv-bf16``: the 2.3
+  architecture), bare keys as above; ``Part.decoder`` says which decoder a video VAE has;
 * audio files (Kijai ``LTX2_audio_vae_bf16`` / ``LTX23_audio_vae_bf16``, unsloth
   ``..._audio_vae``): ``audio_vae.*`` + ``vocoder.*``, or bare keys: the audio VAE's
   ``encoder.*`` / ``decoder.*`` (told from the video VAE's by their 2D convolutions) and the
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .video_vae_config import video_vae_version
+
+DIFFUSION_DECODER_MARKER = "decoder.conv_in_x_t.weight"  # = ltx2.diffusion_vae.DECODER_MARKER
 
 VAE_HALVES = ("encoder.", "decoder.", "per_channel_statistics.")
 _BARE_VOCODER = ("conv_pre.", "ups.", "resblocks.", "act_post.", "conv_post.")
@@ -50,8 +55,13 @@ PUBLISHED = {
         "LTX23_audio_vae_bf16.safetensors (Kijai/LTX2.3_comfy, models/vae)",
         "ltx-2.3-22b-dev_audio_vae.safetensors (unsloth/LTX-2.3-GGUF, models/vae)",
     ),
+    ("video_vae", "2.5"): (
+        "ltx-2.5-video-vae-bf16.safetensors (the diffusion-decoder VAE) or ltx-2.5-video-vae-conv-bf16.safetensors "
+        "(Lightricks/LTX-2.5, models/vae)",
+    ),
+    ("audio_vae", "2.5"): ("ltx-2.5-audio-vae-bf16.safetensors (Lightricks/LTX-2.5, models/vae)",),
 }
-RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)"}
+RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)", "2.5": "LTX-2.5 (22B)"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class Part:
     prefix: str
     keys: dict
     version: str | None
+    decoder: str = "conv"  # video VAE: "conv" (LTX-2.0 / 2.3 / 2.5 conv) or "diffusion" (LTX-2.5 DiffVAE)
 
     @property
     def what(self) -> str:
@@ -94,8 +105,11 @@ def find_parts(shapes: Mapping[str, tuple]) -> dict[str, Part]:
         video = ""
     if video is not None:
         keys = _strip(shapes, video, VAE_HALVES)
-        version = video_vae_version({m: shapes[f] for m, f in keys.items()})
-        out["video_vae"] = Part("video_vae", video, keys, version)
+        if video + DIFFUSION_DECODER_MARKER in shapes:  # the LTX-2.5 DiffVAE
+            out["video_vae"] = Part("video_vae", video, keys, "2.5", decoder="diffusion")
+        else:
+            version = video_vae_version({m: shapes[f] for m, f in keys.items()})
+            out["video_vae"] = Part("video_vae", video, keys, version)
 
     audio = None
     if any(k.startswith("audio_vae.") for k in shapes):

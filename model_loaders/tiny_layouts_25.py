@@ -566,8 +566,78 @@ def write_tiny_gemma4(path, *, seed: int = 0, dtype: torch.dtype = torch.float32
     return _save(path, tensors, meta)
 
 
+# ------------------------------------------------------------------------------ the whole set
+# The published 2.5 files: name -> ComfyUI model folder (the set a tiny stand-in is written for).
+FOLDERS = {
+    FILE_NAMES["transformer"]: "diffusion_models",
+    FILE_NAMES["transformer_distilled"]: "diffusion_models",
+    FILE_NAMES["transformer_int8"]: "diffusion_models",
+    FILE_NAMES["transformer_nvfp4"]: "diffusion_models",
+    FILE_NAMES["gemma4"]: "text_encoders",
+    FILE_NAMES["gemma4_int8"]: "text_encoders",
+    FILE_NAMES["diffusion_vae"]: "vae",
+    FILE_NAMES["conv_vae"]: "vae",
+    FILE_NAMES["audio_vae"]: "vae",
+    FILE_NAMES["duration_head"]: "model_patches",
+    FILE_NAMES["spatial_upscaler"]: "latent_upscale_models",
+    FILE_NAMES["temporal_upscaler"]: "latent_upscale_models",
+    FILE_NAMES["lora"]: "loras",
+}
+
+
+def write_tiny_set_25(model_dirs: Mapping[str, "os.PathLike | str"], *, seed: int = 0) -> dict[str, str]:
+    """Tiny stand-ins of every published LTX-2.5 file under its published name, into ComfyUI model folders.
+
+    ``model_dirs`` maps folder names (``FOLDERS`` values) to directories; files already there are
+    kept.  The parts fit together: the transformer's cross-attention widths (16 / 8) are the Gemma 4
+    projection's and the duration head's outputs / inputs, its ``caption_channels`` the Gemma 4 width.
+    Returns published name -> path.
+    """
+    from safetensors.torch import load_file
+
+    from .lora_file import write_tiny_lora
+    from .upsampler_loading import tiny_upsampler_config, write_tiny_upsampler
+
+    out = {}
+    for name, folder in FOLDERS.items():
+        path = os.path.join(os.fspath(model_dirs[folder]), name)
+        out[name] = path
+        if os.path.exists(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if name == FILE_NAMES["transformer_int8"]:
+            write_tiny_transformer_25(path, variant="comfy-int8-convrot", seed=seed)
+        elif name == FILE_NAMES["transformer_nvfp4"]:
+            write_tiny_transformer_25(path, variant="nvfp4", seed=seed)
+        elif folder == "diffusion_models":
+            write_tiny_transformer_25(path, seed=seed)
+        elif name == FILE_NAMES["gemma4"]:
+            write_tiny_gemma4(path, seed=seed)
+        elif name == FILE_NAMES["gemma4_int8"]:
+            write_tiny_gemma4(path, seed=seed, int8_convrot=True)
+        elif name == FILE_NAMES["diffusion_vae"]:
+            write_tiny_diffusion_vae(path, seed=seed)
+        elif name == FILE_NAMES["conv_vae"]:
+            write_tiny_conv_vae(path, seed=seed)
+        elif name == FILE_NAMES["audio_vae"]:
+            write_tiny_audio_vae_25(path, seed=seed)
+        elif folder == "model_patches":
+            write_tiny_duration_head(path, seed=seed)
+        elif folder == "latent_upscale_models":
+            kind = "temporal" if "temporal" in name else "spatial"
+            write_tiny_upsampler(path, tiny_upsampler_config(kind), seed=seed)
+    lora = out[FILE_NAMES["lora"]]
+    if not os.path.exists(lora):
+        weights = {k[len(TRANSFORMER_PREFIX):]: v for k, v in load_file(out[FILE_NAMES["transformer_distilled"]]).items()
+                   if k.startswith(TRANSFORMER_PREFIX) and "embeddings_connector" not in k}  # fmt: skip
+        write_tiny_lora(lora, weights, seed=seed)
+    return out
+
+
 __all__ = [
     "FILE_NAMES",
+    "FOLDERS",
+    "write_tiny_set_25",
     "PUBLISHED_CONFIG_25",
     "TINY_CAPTION_CHANNELS",
     "TRANSFORMER_VARIANTS",

@@ -9,7 +9,8 @@ import importlib
 import importlib.util
 
 # Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video.
-NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video")
+NODE_MODULES = ("loaders", "text", "latents", "duration", "conditioning", "sampling", "guidance", "decode", "audio",
+                "video")
 
 
 def _collect() -> list:

@@ -53,7 +53,8 @@ def tiling_inputs() -> list:
         ),
         io.Int.Input(
             "seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True,
-            tooltip="Timestep-conditioned VAEs only: seed of the decode noise.",
+            tooltip="Seed of the decode noise: of timestep-conditioned VAEs, and the starting noise of the LTX-2.5 "
+            "diffusion-decoder VAE (ltx-2.5-video-vae-bf16).",
         ),
     ]
 
