@@ -45,6 +45,7 @@ MODEL_FOLDERS = (
     "latent_upscale_models",
     "loras",
     "vae",
+    "model_patches",
 )
 
 
