@@ -3,6 +3,7 @@
     python tools/inspect_checkpoint.py ltx-2-19b-dev.safetensors
     python tools/inspect_checkpoint.py LTX-2.3-dev-Q4_K_S.gguf
     python tools/inspect_checkpoint.py tiny.safetensors --load
+    python tools/inspect_checkpoint.py gemma4-12b-with-proj-ltx-2.5-bf16.safetensors
 
 Reports what the file is (``format`` safetensors / gguf; ``kind`` bundle / transformer-only /
 transformer + text connectors / components), the LTX version and the tensors that show it,
@@ -13,6 +14,8 @@ counts), tensor dtypes, and the transformer config with, for every value, where 
 the header is read.  ``--load`` also builds every component OpenLTX can build, strictly, and
 reports "ok" or the error.  A file OpenLTX cannot use prints ``{"file": ..., "error": ...}`` and
 exits 1; so does a failed ``--load`` or a transformer config that cannot be resolved.
+The LTX-2.5 files that are not checkpoints (Gemma 4 text encoder, DiffVAE, duration head) are
+described by ``ltx25_part``.
 """
 
 from __future__ import annotations
@@ -145,12 +148,61 @@ def load_components(info) -> tuple[dict, bool]:
     return report, ok
 
 
+def ltx25_part(path: str, load: bool = False) -> dict | None:
+    """The LTX-2.5 files that hold no LTX-2 checkpoint part: the Gemma 4 text encoder (with the text
+    projection and its tokenizer), the diffusion-decoder video VAE and the duration head; ``None`` for
+    any other file.  ``load`` also builds the part strictly."""
+    from model_loaders.diffusion_vae_loading import diffusion_vae_config, is_diffusion_vae, load_diffusion_vae
+    from model_loaders.duration_head_loading import duration_head_config, is_duration_head, load_duration_head
+    from model_loaders.gemma4_loading import inspect_gemma4, is_gemma4_file, load_gemma4_projection
+    from model_loaders.safetensors_file import read_header
+
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as fh:
+        if fh.read(4) == b"GGUF":
+            return None
+    header = read_header(path)
+    out = {"file": path, "size": header.file_size, "format": "safetensors", "version": "2.5",
+           "model_version": header.metadata.get("model_version"), "metadata_keys": sorted(header.metadata)}  # fmt: skip
+    if is_gemma4_file(header):
+        src = inspect_gemma4(path)
+        out.update(kind="Gemma 4 text encoder + LTX text projection", hidden_size=src.hidden_size,
+                   hidden_states=src.num_hidden_states, layers=src.text.num_hidden_layers, vocab=src.text.vocab_size,
+                   int8_convrot_layers=len(src.int8), projection={k: list(v[3]) for k, v in src.projection.items()},
+                   tokenizer="embedded (tokenizer_json)", not_loaded=src.ignored)  # fmt: skip
+        build = lambda: load_gemma4_projection(src)  # noqa: E731 - the projector; the decoder streams at run time
+    elif is_diffusion_vae(header.tensors):
+        _, dec, prefix, _, _ = diffusion_vae_config(path)
+        out.update(kind="video VAE with a diffusion decoder (DiffVAE)", key_prefix=prefix,
+                   stage_channels=list(dec.stage_channels), stage_depths=list(dec.stage_depths),
+                   head_dim=dec.head_dim, steps=dec.default_num_inference_steps)  # fmt: skip
+        build = lambda: load_diffusion_vae(path)  # noqa: E731
+    elif is_duration_head(header.tensors):
+        kwargs, prefix, _ = duration_head_config(path)
+        out.update(kind="duration head", key_prefix=prefix, **kwargs)
+        build = lambda: load_duration_head(path)  # noqa: E731
+    else:
+        return None
+    if load:
+        try:
+            build()
+            out["load"] = "ok"
+        except Exception as err:  # report, as for the checkpoint components
+            out["load"] = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", help="a .safetensors or .gguf LTX-2 file")
     parser.add_argument("--load", action="store_true", help="also build the supported components strictly")
     args = parser.parse_args(argv)
     try:
+        part = ltx25_part(os.fspath(args.file), args.load)
+        if part is not None:  # an LTX-2.5 text encoder, DiffVAE or duration head
+            print(json.dumps(part))
+            return 0 if part.get("load", "ok") == "ok" else 1
         info = read_checkpoint(args.file)
         out = describe(info)
     except (CheckpointError, OSError) as err:
