@@ -179,8 +179,9 @@ class OpenLTXEncodeImage(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "crf", default=DEFAULT_IMAGE_CRF, min=0, max=MAX_CRF,
-                    tooltip="H.264 quality of the preprocessing round trip: 33 = the reference default, 0 = off "
-                    "(encode the image as is), higher = stronger compression.",
+                    tooltip="H.264 quality of the preprocessing round trip: 33 = the reference default for LTX-2 / 2.3, "
+                    "18 for LTX-2.5 (its workflows set it), 0 = off (encode the image as is), higher = stronger "
+                    "compression.",
                 ),
             ],
             outputs=[
