@@ -130,7 +130,8 @@ def load_vae_files(paths: list[str], dtype_choice: str = "default",
             raise ValueError(
                 f"{input_name}: {os.path.basename(path)}: no LTX-2 VAE weights in this file (expected 'vae.*' video "
                 "VAE keys and/or 'audio_vae.*' + 'vocoder.*', or the keys of a standalone LTX-2 video / audio VAE "
-                "file); pick the LTX-2 checkpoint or an LTX-2 VAE file"
+                f"file); pick a file that holds them: the video VAE is in {where_to_get('video_vae', None)}; the "
+                f"audio VAE and vocoder are in {where_to_get('audio_vae', None)}"
             )
         for name, part in parts.items():
             if name in found:
@@ -261,6 +262,8 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     """
     module = vae.module
     module.check_latent(latent)
+    interrupt = mm.throw_exception_if_processing_interrupted  # checked before every tile
+    interrupt()
     b, _, f, h, w = latent.shape
     # Room for a default-size tile; auto tiling then sizes tiles to what is actually free.
     frames, ph, pw = T.TIME * (f - 1) + 1, h * T.SPACE, w * T.SPACE
@@ -274,7 +277,8 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     if noise_scale is not None and saved is not None:  # decode_chunks has no noise-scale argument: set it for this run
         module.decode_noise_scale = float(noise_scale)
     try:
-        for chunk in T.decode_chunks(module, x, config, timestep=timestep, progress=progress, generator=generator):
+        for chunk in T.decode_chunks(module, x, config, timestep=timestep, progress=progress, generator=generator,
+                                     interrupt=interrupt):  # fmt: skip
             yield ((chunk.float() + 1.0) * 0.5).clamp_(0.0, 1.0).permute(0, 2, 3, 4, 1).to(out_device)
     finally:
         if saved is not None:
@@ -283,6 +287,7 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
 
 def encode_image(vae: AuxModel, images: torch.Tensor) -> torch.Tensor:
     """IMAGE ``(B, H, W, 3)`` in [0, 1] (H, W multiples of 32) -> latent ``(B, C, 1, H/32, W/32)``."""
+    mm.throw_exception_if_processing_interrupted()
     device = vae.load()
     pixels = images.to(device=device, dtype=vae.dtype).permute(0, 3, 1, 2).unsqueeze(2) * 2.0 - 1.0
     with torch.no_grad():
@@ -298,6 +303,7 @@ def upscale_video(up: AuxModel, vae: AuxModel, video: torch.Tensor) -> torch.Ten
             f"the video latent has {video.shape[1]} channels; the upscaler takes {cfg.in_channels} and the VAE "
             f"{vae.module.latent_channels}. Use a latent, VAE and upscaler of the same LTX-2 model"
         )
+    mm.throw_exception_if_processing_interrupted()
     out_shape = cfg.output_shape(tuple(video.shape))
     need = 4 * cfg.mid_channels * math.prod(out_shape[2:]) * video.shape[0] * torch.finfo(up.dtype).bits // 8
     device = up.load(memory_required=need)
@@ -320,6 +326,7 @@ def _audio_api():
 def decode_audio(audio: AuxModel, latent: torch.Tensor) -> dict:
     """Audio latent ``(B, 8, T, 16)`` -> AUDIO ``{"waveform": (B, 2, N), "sample_rate": int}``."""
     decode, _ = _audio_api()
+    mm.throw_exception_if_processing_interrupted()
     device = audio.load()
     with torch.no_grad():
         latent = latent.to(device=device, dtype=audio.dtype)
@@ -330,6 +337,7 @@ def decode_audio(audio: AuxModel, latent: torch.Tensor) -> dict:
 def encode_audio(audio: AuxModel, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """AUDIO waveform ``(B, C, N)`` at ``sample_rate`` -> audio latent ``(B, 8, T, 16)``."""
     _, encode = _audio_api()
+    mm.throw_exception_if_processing_interrupted()
     device = audio.load()
     with torch.no_grad():
         latent = encode(audio.module["audio_vae"], waveform.to(device=device, dtype=torch.float32), int(sample_rate))

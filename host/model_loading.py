@@ -215,11 +215,20 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str =
         {k[len(prefix):]: checkpoint.unsqueezed_shape(k[len(prefix):], info.shapes[k]) for k in keys},
         prefix,
     )
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
-    _, sd = checkpoint.load_transformer_state_dict(
-        info, dtype=dtype, device=offload_device, progress=lambda done, total: bar.update_absolute(done, total)
-    )
+    progress = _progress(len(keys))
+    _, sd = checkpoint.load_transformer_state_dict(info, dtype=dtype, device=offload_device, progress=progress)
     return _fill(model, sd, load_device, offload_device, str(path))
+
+
+def _progress(total: int):
+    """A ``progress(done, total)`` for the tensor reads: ComfyUI's bar, and Cancel between tensors."""
+    bar = comfy.utils.ProgressBar(max(1, total))
+
+    def progress(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return progress
 
 
 def _numel(info, keys) -> int:
@@ -288,10 +297,9 @@ def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, of
             quantized.append(canon)
     qformats.check_keys(path, model_shapes, file_shapes, quantized, nvfp4=nvfp4_keys)
     layers = qformats.quantize_plan(_linear_layers(model)) if kind else ()
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
     sd = qformats.read_safetensors_transformer(
         path, keys, prefix, fmt, dtype, device=offload_device, quantize=kind, quantize_layers=layers,
-        progress=lambda done, total: bar.update_absolute(done, total),
+        progress=_progress(len(keys)),
     )
     checkpoint.restore_squeezed(sd)
     shown = f", {len(int8_layers)} int8 (ConvRot) and {len(nvfp4_layers)} NVFP4 layers" if int8_layers or nvfp4_layers else ""
@@ -341,7 +349,7 @@ def _load_gguf(info, config: TransformerConfig, weight_dtype, load_device, offlo
 
     path, prefix = info.path, info.transformer_prefix
     keys = info.components.get("transformer") or []
-    tensors = {k[len(prefix):]: t for k, t in gguf_format.read_gguf_tensors(path, keys).items()}
+    tensors = {k[len(prefix):]: t for k, t in gguf_format.read_gguf_tensors(path, keys, _progress(len(keys))).items()}
     numel = sum(math.prod(t.shape) for t in tensors.values())
     dtype = pick_weight_dtype(weight_dtype, torch.bfloat16, load_device, numel)
     probe = _new_model(config, dtype, load_device, quantized=True)

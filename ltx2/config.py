@@ -102,6 +102,10 @@ RELEASED_NUMERICS: Mapping[str, Any] = {
 # The text connectors' one numeric setting of the published headers (the connectors share
 # rope_type / frequencies_precision with the transformer).
 RELEASED_CONNECTOR_NUMERICS: Mapping[str, Any] = {"connector_positional_embedding_max_pos": [4096]}
+# Head width of every released text connector (2.0: 30 x 128; 2.3: 32 x 128 video, 32 x 64 audio
+# with its own audio_connector_* keys).  An ungated (2.0) connector's tensors give only heads x
+# head_dim; without a header this splits it.
+RELEASED_CONNECTOR_HEAD_DIM = 128
 # Heads per stream in every released model (video 32 x 128, audio 32 x 64).  LTX-2.0 tensors
 # give only heads x head_dim (q_norm spans the whole inner width); without a header this splits it.
 RELEASED_HEADS = 32
@@ -352,25 +356,18 @@ def official_19b_header() -> dict:
     """
     return {
         "num_layers": 48,
-        "num_attention_heads": 32,
+        "num_attention_heads": RELEASED_HEADS,
         "attention_head_dim": 128,
         "in_channels": 128,
         "out_channels": 128,
         "cross_attention_dim": 4096,
-        "caption_channels": 3840,
-        "audio_num_attention_heads": 32,
+        "caption_channels": RELEASED_CAPTION_CHANNELS,
+        "audio_num_attention_heads": RELEASED_HEADS,
         "audio_attention_head_dim": 64,
         "audio_in_channels": 128,
         "audio_out_channels": 128,
         "audio_cross_attention_dim": 2048,
-        "positional_embedding_theta": 10000.0,
-        "positional_embedding_max_pos": [20, 2048, 2048],
-        "audio_positional_embedding_max_pos": [20],
-        "timestep_scale_multiplier": 1000,
-        "av_ca_timestep_scale_multiplier": 1000.0,
-        "rope_type": "split",
-        "frequencies_precision": "float64",
-        "norm_eps": 1e-6,
+        **released_numerics("2.0"),
         "dropout": 0.0,
         "attention_bias": True,
         "num_vector_embeds": None,
@@ -391,9 +388,8 @@ def official_19b_header() -> dict:
         "use_middle_indices_grid": True,
         "connector_num_layers": 2,
         "connector_num_attention_heads": 30,
-        "connector_attention_head_dim": 128,
+        "connector_attention_head_dim": RELEASED_CONNECTOR_HEAD_DIM,
         "connector_num_learnable_registers": 128,
-        "connector_positional_embedding_max_pos": [4096],
         "causal_temporal_positioning": True,
         "connector_norm_output": True,
         "use_embeddings_connector": True,

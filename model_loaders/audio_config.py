@@ -27,33 +27,43 @@ import copy
 from typing import Any, Mapping
 
 from .config_sources import HEADER, RELEASED, SHAPE, ResolvedConfig, contradiction, count_indices, not_derivable
+from .published_configs import published_config
 from .safetensors_file import CheckpointError
 
 Shapes = Mapping[str, tuple]
 
 # --------------------------------------------------------------------------- released values
-RELEASED_AUDIO_DDCONFIG = {"causality_axis": "height", "resolution": 256, "mel_bins": 64, "dropout": 0.0,
-                           "downsample_time": False}  # fmt: skip
-RELEASED_AUDIO_RATE = 16000
-RELEASED_PREPROCESSING = {
-    "stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},
-    "mel": {"n_mel_channels": 64, "mel_fmin": 0, "mel_fmax": 8000},
-}
-_DILATIONS = [1, 3, 5]
-# Released generators by their upsample kernels: what no tensor shape tells.
-RELEASED_GENERATORS = {
-    (16, 15, 8, 4, 4): {  # LTX-2.0 HiFi-GAN, 240x -> 24 kHz
-        "release": "2.0", "upsample_rates": [6, 5, 2, 2, 2], "use_tanh_at_final": True, "output_sampling_rate": 24000,
-    },
-    (11, 4, 4, 4, 4, 4): {  # LTX-2.3 BigVGAN-v2, 160x -> 16 kHz
-        "release": "2.3", "upsample_rates": [5, 2, 2, 2, 2, 2], "use_tanh_at_final": False,
-    },
-    (12, 11, 4, 4, 4): {  # LTX-2.3 bandwidth extension, 240x of the 200 Hz mel -> 48 kHz
-        "release": "2.3", "upsample_rates": [6, 5, 2, 2, 2], "use_tanh_at_final": False,
-    },
-}  # fmt: skip
-RELEASED_BWE = {"hop_length": 80, "input_sampling_rate": 16000, "output_sampling_rate": 48000,
-                "apply_final_activation": False}  # fmt: skip
+# Read from the published header sections (published_configs); the audio VAE is the same in
+# both releases.
+_AUDIO = published_config("2.0")["audio_vae"]
+RELEASED_AUDIO_DDCONFIG = {k: _AUDIO["model"]["params"]["ddconfig"][k]
+                           for k in ("causality_axis", "resolution", "mel_bins", "dropout", "downsample_time")}  # fmt: skip
+RELEASED_AUDIO_RATE = _AUDIO["model"]["params"]["sampling_rate"]
+RELEASED_PREPROCESSING = {group: dict(_AUDIO["preprocessing"][group]) for group in ("stft", "mel")}
+_DILATIONS = published_config("2.0")["vocoder"]["resblock_dilation_sizes"][0]
+# The 2.0 vocoder's header leaves two values implied: tanh at the end (ltx-core's default) and
+# 24 kHz out (240 samples per 100 Hz mel frame).
+_IMPLIED_20 = {"use_tanh_at_final": True, "output_sampling_rate": 24000}
+
+
+def _released_generators() -> dict:
+    """Released generators by their upsample kernels: what no tensor shape tells."""
+    v23 = published_config("2.3")["vocoder"]
+    sections = (("2.0", {**_IMPLIED_20, **published_config("2.0")["vocoder"]}),  # LTX-2.0 HiFi-GAN, 240x -> 24 kHz
+                ("2.3", v23["vocoder"]),  # LTX-2.3 BigVGAN-v2, 160x -> 16 kHz
+                ("2.3", v23["bwe"]))  # LTX-2.3 bandwidth extension, 240x of the 200 Hz mel -> 48 kHz  # fmt: skip
+    out = {}
+    for release, g in sections:
+        entry = {"release": release, "upsample_rates": g["upsample_rates"], "use_tanh_at_final": g["use_tanh_at_final"]}
+        if release == "2.0":
+            entry["output_sampling_rate"] = g["output_sampling_rate"]
+        out[tuple(g["upsample_kernel_sizes"])] = entry
+    return out
+
+
+RELEASED_GENERATORS = _released_generators()
+RELEASED_BWE = {k: published_config("2.3")["vocoder"]["bwe"][k]
+                for k in ("hop_length", "input_sampling_rate", "output_sampling_rate", "apply_final_activation")}  # fmt: skip
 MEL_IN = 128  # conv_pre takes 2 stereo channels x 64 mel bins in every LTX-2 vocoder
 
 

@@ -29,8 +29,10 @@ from .audio_config import audio_vae_section, resolve_audio_vae_config, resolve_v
 from .aux_parts import Part, find_parts
 from .checkpoint import assign_weights, check_layout
 from .config_sources import ResolvedConfig
+from .file_header import float_dtype
+from .published_files import where_published
 from .safetensors_file import CheckpointError, load_tensors
-from .video_vae_loading import file_dtype, file_source
+from .video_vae_loading import file_source
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.audio_vae import AudioVAE
@@ -47,7 +49,7 @@ def _part(path: str, shapes, name: str, what: str) -> Part:
     if part is None:
         raise CheckpointError(
             f"{path}: expected {what} weights in this file, found none (first keys: {sorted(shapes)[:5]}). "
-            "Pick the LTX-2 single-file checkpoint or a standalone file of this component."
+            f"Pick a file that holds them: {where_published('audio_vae')}."
         )
     return part
 
@@ -61,7 +63,7 @@ def _log_release(path: str, what: str, resolved: ResolvedConfig) -> None:
 
 def _load(path: str, shapes, dtypes, part: Part, what: str, factory: Callable[..., nn.Module], dtype, device,
           operations) -> nn.Module:  # fmt: skip
-    model_dtype = dtype or file_dtype(dtypes, shapes, part.keys.values())
+    model_dtype = dtype or float_dtype(dtypes, shapes, part.keys.values())
     try:
         model = factory(operations=operations, dtype=model_dtype, device=torch.device("meta"))
     except ValueError as err:  # config problems: name the file

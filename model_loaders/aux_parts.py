@@ -17,7 +17,7 @@ Layouts as published (see ``shared/real_headers/community_layouts.md``):
   vocoder's ``conv_pre.*`` ... (2.0) / ``vocoder.*`` + ``bwe_generator.*`` + ``mel_stft.*`` (2.3).
 
 ``find_parts`` maps each part found to its module keys; ``where_to_get`` names the published
-files that carry a part, for messages about what is missing.
+files that carry a part (``published_files``), for messages about what is missing.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from .published_files import where_published
 from .video_vae_config import video_vae_version
 
 DIFFUSION_DECODER_MARKER = "decoder.conv_in_x_t.weight"  # = ltx2.diffusion_vae.DECODER_MARKER
@@ -34,34 +35,6 @@ _BARE_VOCODER = ("conv_pre.", "ups.", "resblocks.", "act_post.", "conv_post.")
 _BWE_ROOTS = ("bwe_generator.", "mel_stft.")
 PARTS = ("video_vae", "audio_vae", "vocoder")
 _WHAT = {"video_vae": "video VAE", "audio_vae": "audio VAE", "vocoder": "vocoder"}
-
-# Published files that carry each part, per release (all hold the vocoder next to the audio VAE).
-PUBLISHED = {
-    ("video_vae", "2.0"): (
-        "ltx-2-19b-dev.safetensors or ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, models/checkpoints)",
-        "LTX2_video_vae_bf16.safetensors (Kijai/LTXV2_comfy, models/vae)",
-    ),
-    ("video_vae", "2.3"): (
-        "ltx-2.3-22b-dev.safetensors or ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, models/checkpoints)",
-        "LTX23_video_vae_bf16.safetensors (Kijai/LTX2.3_comfy, models/vae)",
-        "ltx-2.3-22b-dev_video_vae.safetensors (unsloth/LTX-2.3-GGUF, models/vae)",
-    ),
-    ("audio_vae", "2.0"): (
-        "ltx-2-19b-dev.safetensors or ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, models/checkpoints)",
-        "LTX2_audio_vae_bf16.safetensors (Kijai/LTXV2_comfy, models/vae)",
-    ),
-    ("audio_vae", "2.3"): (
-        "ltx-2.3-22b-dev.safetensors or ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, models/checkpoints)",
-        "LTX23_audio_vae_bf16.safetensors (Kijai/LTX2.3_comfy, models/vae)",
-        "ltx-2.3-22b-dev_audio_vae.safetensors (unsloth/LTX-2.3-GGUF, models/vae)",
-    ),
-    ("video_vae", "2.5"): (
-        "ltx-2.5-video-vae-bf16.safetensors (the diffusion-decoder VAE) or ltx-2.5-video-vae-conv-bf16.safetensors "
-        "(Lightricks/LTX-2.5, models/vae)",
-    ),
-    ("audio_vae", "2.5"): ("ltx-2.5-audio-vae-bf16.safetensors (Lightricks/LTX-2.5, models/vae)",),
-}
-RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)", "2.5": "LTX-2.5 (22B)"}
 
 
 @dataclass(frozen=True)
@@ -138,14 +111,8 @@ def find_parts(shapes: Mapping[str, tuple]) -> dict[str, Part]:
 
 
 def where_to_get(part: str, version: str | None) -> str:
-    """The published files that carry ``part`` ("audio_vae" also stands for the vocoder)."""
-    name = "audio_vae" if part == "vocoder" else part
-    versions = [version] if version in RELEASE_NAMES else list(RELEASE_NAMES)
-    lines = []
-    for v in versions:
-        files = "; ".join(PUBLISHED[(name, v)])
-        lines.append(f"for {RELEASE_NAMES[v]}: {files}")
-    return " | ".join(lines)
+    """The published files that carry ``part`` ("audio_vae" also stands for the vocoder; see published_files)."""
+    return where_published("audio_vae" if part == "vocoder" else part, version)
 
 
-__all__ = ["PARTS", "PUBLISHED", "Part", "find_parts", "where_to_get"]
+__all__ = ["PARTS", "Part", "find_parts", "where_to_get"]

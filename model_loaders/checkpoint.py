@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -41,7 +40,10 @@ import torch
 
 from .layouts import COMPONENTS
 from .quant import gguf_format
-from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors, parse_config, read_header
+from .config_sources import listing
+from .file_header import float_dtype, read_file_header
+from .published_files import where_published
+from .safetensors_file import CheckpointError, load_tensors
 from .transformer_config import resolve_transformer_config
 
 try:  # see model_loaders/__init__.py
@@ -133,9 +135,7 @@ def _err(path: str, message: str) -> CheckpointError:
 
 
 def _first(keys, n: int = _SHOW) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(repr(k) for k in keys[:n])
-    return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+    return listing(keys, n)
 
 
 # ------------------------------------------------------------------------------ routing
@@ -350,21 +350,6 @@ def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys, 
     )
 
 
-def _read_header(path: str):
-    """(metadata, config or None, config source, dtypes, shapes, file size, GGUF architecture or None)."""
-    if gguf_format.is_gguf(path):
-        g = gguf_format.read_gguf_header(path)
-        dtypes = {k: gguf_format.gd.NAMES[q] for k, (q, _) in g.tensors.items()}
-        shapes = {k: s for k, (_, s) in g.tensors.items()}
-        return g.metadata, g.config, g.config_source, dtypes, shapes, g.file_size, g.arch
-    header = read_header(path)
-    config = parse_config(header)
-    dtypes = {k: e.dtype for k, e in header.tensors.items()}
-    shapes = {k: e.shape for k, e in header.tensors.items()}
-    source = "__metadata__['config']" if config is not None else None
-    return dict(header.metadata), config, source, dtypes, shapes, header.file_size, None
-
-
 def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     """Describe an LTX-2 checkpoint (``.safetensors`` or ``.gguf``) from its header (nothing else is read).
 
@@ -372,29 +357,28 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     another model family, of an unsupported LTX version, or whose header ``model_version``
     contradicts its tensors.  A file without a header config is fine (``config == {}``).
     """
-    p = os.fspath(path)
-    metadata, config, config_source, dtypes, shapes, size, arch = _read_header(p)
-    keys = list(shapes)
-    config = config or {}
+    h = read_file_header(path)
+    keys = list(h.shapes)
+    config = h.config or {}
     tprefix = _transformer_prefix(keys)
     components, unrouted = route_keys(keys, tprefix)
-    _check_family(p, keys, tprefix, config, components, arch)
-    version, evidence = _detect_version(p, metadata, config, keys, shapes)
+    _check_family(h.path, keys, tprefix, config, components, h.arch)
+    version, evidence = _detect_version(h.path, h.metadata, config, keys, h.shapes)
     return CheckpointInfo(
-        path=p,
+        path=h.path,
         family=FAMILY,
         version=version,
-        metadata=dict(metadata),
+        metadata=dict(h.metadata),
         config=config,
         components=components,
         transformer_prefix=tprefix or "",
-        dtypes=dtypes,
-        shapes=shapes,
-        file_size=size,
+        dtypes=h.dtypes,
+        shapes=h.shapes,
+        file_size=h.file_size,
         unrouted=unrouted,
-        format="gguf" if arch is not None else "safetensors",
+        format=h.format,
         version_evidence=evidence,
-        config_source=config_source,
+        config_source=h.config_source,
     )
 
 
@@ -448,7 +432,7 @@ def _transformer_keys(info: CheckpointInfo) -> list[str]:
         raise _err(
             info.path,
             f"expected transformer weights ('model.diffusion_model.transformer_blocks.*'), found only {found}. "
-            "Pick a file that contains the LTX-2 transformer.",
+            f"Pick a file that contains the LTX-2 transformer: {where_published('transformer', info.version)}.",
         )
     return keys
 
@@ -564,13 +548,7 @@ def check_layout(
 
 def file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
     """The floating dtype holding most of ``keys``' elements (bfloat16 for exotic formats)."""
-    count: Counter = Counter()
-    for k in keys:
-        count[info.dtypes[k]] += math.prod(info.shapes[k])
-    for name, _ in count.most_common():
-        if name in ("F32", "F16", "BF16", "F64"):
-            return TORCH_DTYPES[name]
-    return torch.bfloat16
+    return float_dtype(info.dtypes, info.shapes, keys)
 
 
 def assign_weights(model: torch.nn.Module, state_dict, path, what: str, error=CheckpointError) -> None:

@@ -22,10 +22,16 @@ from typing import Any
 
 from .safetensors_file import CheckpointError
 
-# Where a value of a resolved config came from.
-SHAPE = "shape"  # read off a tensor shape (or the presence of a tensor)
-HEADER = "header"  # the file's header config
-RELEASED = "released"  # the released files' value (the header lacks it; ltx-core's default agrees)
+try:  # see model_loaders/__init__.py
+    from ..ltx2.config import FROM_HEADER, FROM_RELEASED, FROM_SHAPE
+except ImportError:
+    from ltx2.config import FROM_HEADER, FROM_RELEASED, FROM_SHAPE
+
+# Where a value of a resolved config came from: the transformer's provenance labels (one
+# vocabulary for every component, as tools/inspect_checkpoint.py reports them).
+SHAPE = FROM_SHAPE  # read off a tensor shape (or the presence of a tensor)
+HEADER = FROM_HEADER  # the file's header config
+RELEASED = FROM_RELEASED  # the released files' value (the header lacks it; ltx-core's default agrees)
 
 
 @dataclass
@@ -48,6 +54,13 @@ class ResolvedConfig:
     def from_release(self) -> list[str]:
         """The keys whose value is the released files' (neither the header nor a shape said)."""
         return sorted(k for k, s in self.sources.items() if s == RELEASED)
+
+
+def listing(keys, n: int = 10, *, quote: bool = True) -> str:
+    """The first ``n`` of ``keys`` (sorted) for a message, then how many more: ``'a', 'b', ... (7 more)``."""
+    keys = sorted(keys)
+    shown = ", ".join(repr(k) if quote else str(k) for k in keys[:n])
+    return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
 
 
 def shape_text(shape) -> str:
@@ -105,6 +118,7 @@ __all__ = [
     "ResolvedConfig",
     "contradiction",
     "count_indices",
+    "listing",
     "not_derivable",
     "shape_text",
 ]

@@ -46,7 +46,9 @@ from pathlib import Path
 
 import torch
 
+from .config_sources import HEADER, RELEASED, SHAPE, listing
 from .gemma_tokenizer import find_tokenizer
+from .published_files import carriers, describe
 from .quant import nvfp4
 from .quant.formats import COMFY_FP8_FORMATS, layer_formats
 from .safetensors_file import TORCH_DTYPES, CheckpointError, read_header
@@ -92,9 +94,7 @@ def _err(path, message: str) -> CheckpointError:
 
 
 def _first(keys) -> str:
-    keys = sorted(keys)
-    more = f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + more
+    return listing(keys, _SHOW)
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,9 @@ class GemmaSource:
     tokenizer: str | None = None  # directory or tokenizer.model next to the weights
     embedded_tokenizer: tuple[str, str] | None = None  # (file, key) of a ``spiece_model`` tensor
     file_stats: list[tuple[str, int, int]] = field(default_factory=list)  # (path, size, mtime_ns)
+    # config key -> where its value came from: "shape" (the tensors), "header" (the folder's
+    # config.json) or "released default" (Gemma 3's published family settings)
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def hidden_size(self) -> int:
@@ -186,7 +189,7 @@ def _text_prefix(path, keys) -> str:
                 path,
                 f"expected a Gemma 3 text encoder, found a different language model (it has {key!r} but no "
                 f"{prefix + _GEMMA3_MARKERS[0]!r}: Gemma 3's per-head query norm). LTX-2 needs Gemma 3 12B "
-                "(gemma_3_12B_it.safetensors or google/gemma-3-12b-it).",
+                f"({describe(carriers('gemma'))}).",
             )
     hint = ""
     if any(k.startswith(("model.diffusion_model.", "vae.", "text_embedding_projection.")) for k in keys):
@@ -310,14 +313,17 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
         "full_attention" if (i + 1) % SLIDING_PATTERN == 0 else "sliding_attention"
         for i in range(shapes["num_hidden_layers"])
     ]
+    sources = dict.fromkeys(config, RELEASED)
     if path.is_dir():
         declared = _hf_text_config(path)
+        sources.update(dict.fromkeys(declared, HEADER))
         conflicts = {k: (declared[k], v) for k, v in shapes.items() if k in declared and declared[k] != v}
         if conflicts:
             said = ", ".join(f"{k}: config.json {a}, weights {b}" for k, (a, b) in conflicts.items())
             raise _err(path, f"config.json does not match the weights ({said}). Download the folder again.")
         config.update(declared)
     config.update(shapes)
+    sources.update(dict.fromkeys(shapes, SHAPE))
 
     tok = None
     if tokenizer is not None:
@@ -329,14 +335,14 @@ def inspect_gemma(path: str | os.PathLike, tokenizer: str | os.PathLike | None =
             raise _err(
                 path,
                 f"expected a Gemma tokenizer (tokenizer.model or tokenizer.json) in {where}, found none. Copy "
-                "tokenizer.model from the Gemma 3 release (google/gemma-3-12b-it) next to the weights.",
+                f"tokenizer.model from Google's Gemma 3 folder ({describe(carriers('gemma')[:1])}) next to the "
+                "weights, or use a Comfy-Org Gemma file (the tokenizer is inside).",
             )
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats)
+    return GemmaSource(str(path), [str(f) for f in files], config, tensors, quant, tok, embedded, stats, sources)
 
 
-_USE_INSTEAD = ("Use gemma_3_12B_it.safetensors (bf16), gemma_3_12B_it_fp8_scaled.safetensors or "
-                "gemma_3_12B_it_fp4_mixed.safetensors.")  # fmt: skip
+_USE_INSTEAD = f"Use one of the published Gemma 3 12B files: {describe(carriers('gemma'))}."
 
 
 def _quantized_dtype(name: str, entry) -> bool:
@@ -524,8 +530,14 @@ def read_weights(source: GemmaSource, names, dtype: torch.dtype, progress=None, 
                         out[n] = StoredWeight(t, tensor(spec.scale).float(), tensor(spec.block_scale), shape)
                     done += 1
                     if progress is not None:
-                        progress(done, total)
+                        try:
+                            progress(done, total)
+                        except BaseException as err:  # the host's Cancel: not the file's fault, passed on as is
+                            err.openltx_from_progress = True
+                            raise
     except Exception as err:
+        if getattr(err, "openltx_from_progress", False):
+            raise
         raise _err(source.path, f"reading the Gemma weights failed ({type(err).__name__}: {err}). Download the file again.") from err
     return out
 

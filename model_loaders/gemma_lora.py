@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config_sources import listing
 from .safetensors_file import CheckpointError, load_tensors, read_header
 
 log = logging.getLogger(__name__)
@@ -174,5 +175,4 @@ def merge(weight: torch.Tensor, adapters) -> torch.Tensor:
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW)

@@ -29,6 +29,8 @@ from typing import Any, Mapping
 
 import torch
 
+from .published_configs import published_config
+
 try:  # see model_loaders/__init__.py for why ltx2 is imported this way
     from ..ltx2.config import RELEASED_NUMERICS, TransformerConfig
     from ..ltx2.transformer import LTXAVTransformer
@@ -305,32 +307,8 @@ def video_vae_layout(
 
 
 def official_vae_config(version: str) -> dict:
-    """``config.vae`` of the official files (2.0: LTX2_SPEC section 3; 2.3: published ports)."""
-    if version == "2.0":
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 6),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 2), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 5), ("compress_all", 2), ("res_x", 5), ("compress_all", 2), ("res_x", 5),
-               ("compress_all", 2), ("res_x", 5)]  # fmt: skip
-    else:
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
-               ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]  # fmt: skip
-
-    def blocks(items, residual=False):
-        out = []
-        for name, n in items:
-            if name == "res_x":
-                out.append([name, {"num_layers": n}])
-            else:
-                out.append([name, {"multiplier": n, **({"residual": True} if residual else {})}])
-        return out
-
-    return {
-        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
-        "norm_layer": "pixel_norm", "latent_log_var": "uniform", "timestep_conditioning": False,
-        "decoder_base_channels": 128, "encoder_blocks": blocks(enc), "decoder_blocks": blocks(dec, version == "2.0"),
-    }  # fmt: skip
+    """``config.vae`` of the official ``version`` files ("2.0" / "2.3"): their published header section."""
+    return published_config(version)["vae"]
 
 
 # ------------------------------------------------------------------------------ audio VAE

@@ -300,6 +300,7 @@ _PUBLISHED = {
 }
 # fmt: on
 
+RELEASES = tuple(_PUBLISHED)  # ("2.0", "2.3")
 MODEL_VERSIONS = {"2.3": "2.3.0"}  # header "model_version" of the published files (2.0 files carry none)
 
 

@@ -19,37 +19,46 @@ import os
 import re
 from typing import Iterable
 
+from .config_sources import HEADER, RELEASED, SHAPE, listing
 from .quant import nvfp4
 from .safetensors_file import CheckpointError
 from .text_files import PROJECTION, Part, TextParts, _err, _connectors_in, _projection_in, locate_text_parts, read_text_file
 
 try:  # see model_loaders/__init__.py
-    from ..ltx2.config import ConfigError, RopeType
+    from ..ltx2.config import (
+        RELEASED_CAPTION_CHANNELS,
+        RELEASED_CONNECTOR_HEAD_DIM,
+        ConfigError,
+        RopeType,
+        released_numerics,
+    )
     from ..ltx2.text_connector import CONNECTOR_NORM_EPS, CONNECTOR_ROPE_THETA, ConnectorConfig, TextProjectorConfig
     from ..ltx2.text_features import uses_v2_features
 except ImportError:
-    from ltx2.config import ConfigError, RopeType
+    from ltx2.config import (
+        RELEASED_CAPTION_CHANNELS,
+        RELEASED_CONNECTOR_HEAD_DIM,
+        ConfigError,
+        RopeType,
+        released_numerics,
+    )
     from ltx2.text_connector import CONNECTOR_NORM_EPS, CONNECTOR_ROPE_THETA, ConnectorConfig, TextProjectorConfig
     from ltx2.text_features import uses_v2_features
 
 log = logging.getLogger(__name__)
 
 # What every released LTX-2 / LTX-2.3 file's header says about the connectors (used when no
-# selected file has a header config; the published headers, ../shared/real_headers).
-RELEASED_NUMERICS = {
-    "connector_positional_embedding_max_pos": [4096],
-    "rope_type": "split",
-    "frequencies_precision": "float64",
-}
-RELEASED_HEAD_DIM = 128  # 2.0 connectors: 30 x 128; an ungated connector's heads need a header otherwise
-RELEASED_TEXT_WIDTH = 3840  # Gemma 3 12B
+# selected file has a header config): ltx2.config's released values of the keys the text path reads.
+RELEASED_NUMERICS = {k: released_numerics("2.0")[k]
+                     for k in ("connector_positional_embedding_max_pos", "rope_type", "frequencies_precision")}  # fmt: skip
+RELEASED_HEAD_DIM = RELEASED_CONNECTOR_HEAD_DIM  # an ungated connector's heads need a header otherwise
+RELEASED_TEXT_WIDTH = RELEASED_CAPTION_CHANNELS  # Gemma 3 12B
 NORM_TYPES = {"per_token_rms": True}  # text_encoder_norm_type -> V2 (the only value published)
 _SHOW = 6
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW)
 
 
 def _shape(part: Part, key: str) -> tuple[int, ...] | None:
@@ -88,8 +97,8 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
                       ) -> ConnectorConfig:
     """One connector's config from its tensors (+ the header's head split for an ungated one).
 
-    ``notes`` (optional) receives where each value came from: "shape: ...", "header: ...",
-    "released: ...".
+    ``notes`` (optional) receives where each value came from: "shape: <tensor>", "header: <file>"
+    or "released default: <what>" (``config_sources`` labels).
     """
     notes = {} if notes is None else notes
     part = parts.connectors
@@ -147,7 +156,7 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
         if head_dim is not None and int(head_dim) * heads != width:
             raise header.contradiction(dkey, head_dim, f"{where} is {width} wide = {heads} heads x {width // heads}")
         head_dim = width // heads
-        notes[f"{stream}.heads"] = f"shape: to_gate_logits {list(gate)}"
+        notes[f"{stream}.heads"] = f"{SHAPE}: to_gate_logits {list(gate)}"
     elif heads is not None or head_dim is not None:
         if heads is None or head_dim is None:
             heads = heads if heads is not None else width // int(head_dim)
@@ -155,7 +164,7 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
         if int(heads) * int(head_dim) != width:
             raise header.contradiction(f"{hkey} x {dkey}", f"{heads} x {head_dim}", f"{where} is {width} wide "
                                        f"(learnable_registers {list(registers)})")  # fmt: skip
-        notes[f"{stream}.heads"] = f"header: {hkey} / {dkey} of {parts.header_file.name}"
+        notes[f"{stream}.heads"] = f"{HEADER}: {hkey} / {dkey} of {parts.header_file.name}"
     else:
         if width % RELEASED_HEAD_DIM:
             said = (f"{parts.header_file.name}'s header config has neither" if parts.header is not None else
@@ -165,10 +174,10 @@ def _connector_config(parts: TextParts, header: _Header, stream: str, numerics: 
                        f"released models use {RELEASED_HEAD_DIM}-wide heads, which do not divide {width}. Select the "
                        "LTX checkpoint whose header describes this connector.")  # fmt: skip
         heads, head_dim = width // RELEASED_HEAD_DIM, RELEASED_HEAD_DIM
-        notes[f"{stream}.heads"] = f"released: {RELEASED_HEAD_DIM}-wide heads (no gate, no header)"
-    notes[f"{stream}.layers"] = f"shape: transformer_1d_blocks.0..{layers - 1}"
-    notes[f"{stream}.width"] = f"shape: learnable_registers {list(registers)}"
-    notes[f"{stream}.gated"] = "shape: " + ("to_gate_logits present" if gated else "no to_gate_logits")
+        notes[f"{stream}.heads"] = f"{RELEASED}: {RELEASED_HEAD_DIM}-wide heads (no gate, no header)"
+    notes[f"{stream}.layers"] = f"{SHAPE}: transformer_1d_blocks.0..{layers - 1}"
+    notes[f"{stream}.width"] = f"{SHAPE}: learnable_registers {list(registers)}"
+    notes[f"{stream}.gated"] = f"{SHAPE}: " + ("to_gate_logits present" if gated else "no to_gate_logits")
     return ConnectorConfig(
         num_layers=layers,
         heads=int(heads),
@@ -187,13 +196,14 @@ def _numerics(parts: TextParts, header: _Header, notes: dict | None = None) -> d
     defaulted = [k for k in RELEASED_NUMERICS if not header.has(k)]
     if notes is not None:
         for k in RELEASED_NUMERICS:
-            notes[k] = "released" if k in defaulted else f"header: {parts.header_file.name}"
+            notes[k] = RELEASED if k in defaulted else f"{HEADER}: {parts.header_file.name}"
     values = {k: header.get(k, v) for k, v in RELEASED_NUMERICS.items()}
     if defaulted:
         if parts.header is None:
             log.info("OpenLTX text encoder: no selected LTX file has a header config; the text connectors use the "
-                     "released LTX-2 / 2.3 numerics (max position [4096], split RoPE, float64 frequency grid, theta "
-                     "%g, eps %g)", CONNECTOR_ROPE_THETA, CONNECTOR_NORM_EPS)  # fmt: skip
+                     "released LTX-2 / 2.3 numerics (%s; theta %g, eps %g)",
+                     ", ".join(f"{k} {v}" for k, v in RELEASED_NUMERICS.items()), CONNECTOR_ROPE_THETA,
+                     CONNECTOR_NORM_EPS)  # fmt: skip
         else:
             log.info("OpenLTX text encoder: %s's header lacks %s; using the released values %s",
                      parts.header_file.name, defaulted, {k: RELEASED_NUMERICS[k] for k in defaulted})  # fmt: skip
@@ -217,11 +227,8 @@ def _numerics(parts: TextParts, header: _Header, notes: dict | None = None) -> d
     return {"max_pos": (float(max_pos[0]),), "rope_type": rope_type, "fp64": precision == "float64"}
 
 
-def resolve_config(parts: TextParts, text_hidden_size, text_hidden_states, notes: dict | None = None
-                    ) -> TextProjectorConfig:
-    header = _Header(parts)
-    proj = parts.projection
-    pname = proj.file.name
+def _projection_shapes(proj: Part) -> tuple[bool, dict[str, tuple[int, int]], int]:
+    """(LTX-2.3 dual projection?, weight name -> (outputs, inputs), inputs) read off the projection's tensors."""
     v2 = any(k.startswith(proj.prefix + PROJECTION + "video_aggregate_embed.") for k in proj.keys)
     weights = ("video_aggregate_embed", "audio_aggregate_embed") if v2 else ("aggregate_embed",)
     shapes = {}
@@ -238,6 +245,15 @@ def resolve_config(parts: TextParts, text_hidden_size, text_hidden_states, notes
     flat = shapes[weights[0]][1]
     if any(s[1] != flat for s in shapes.values()):
         raise _err(proj.file.path, f"the two text projections take different input widths {shapes}. The file is corrupt.")
+    return v2, shapes, flat
+
+
+def resolve_config(parts: TextParts, text_hidden_size, text_hidden_states, notes: dict | None = None
+                    ) -> TextProjectorConfig:
+    header = _Header(parts)
+    proj = parts.projection
+    pname = proj.file.name
+    v2, shapes, flat = _projection_shapes(proj)
 
     # V1 / V2 and the header's switches
     if parts.header is not None:
@@ -283,9 +299,10 @@ def resolve_config(parts: TextParts, text_hidden_size, text_hidden_states, notes
     numerics = _numerics(parts, header, notes)
     video, audio = (_connector_config(parts, header, s, numerics, notes) for s in ("video", "audio"))
     if notes is not None:
-        notes["projection"] = f"shape: {'video/audio_aggregate_embed (2.3 dual)' if v2 else 'aggregate_embed (2.0)'}"
-        notes["text_hidden_size"] = ("the Gemma model" if text_hidden_size is not None else
-                                     "header: caption_channels" if caption is not None else "released: Gemma 3 12B")  # fmt: skip
+        notes["projection"] = f"{SHAPE}: {'video/audio_aggregate_embed (2.3 dual)' if v2 else 'aggregate_embed (2.0)'}"
+        notes["text_hidden_size"] = (f"{SHAPE}: the Gemma model's width" if text_hidden_size is not None else
+                                     f"{HEADER}: caption_channels" if caption is not None else
+                                     f"{RELEASED}: Gemma 3 12B's width")  # fmt: skip
     if v2:
         v_out, a_out = shapes["video_aggregate_embed"][0], shapes["audio_aggregate_embed"][0]
         for stream, out, key in (("video", v_out, ("num_attention_heads", "attention_head_dim")),
@@ -311,7 +328,7 @@ def text_parts_report(path: str | os.PathLike) -> dict:
     """What one file holds of the text path and where each value comes from (for inspection tools).
 
     ``{"projection": {...} | None, "connectors": {...} | None, "sources": {value: "shape: ..." |
-    "header: ..." | "released: ..."}}``; a part the file lacks is None (not an error here).
+    "header: ..." | "released default[: ...]"}}``; a part the file lacks is None (not an error here).
     """
     files = read_text_file(path)
     projection = next((p for f in files if (p := _projection_in(f))), None)
@@ -320,15 +337,21 @@ def text_parts_report(path: str | os.PathLike) -> dict:
     parts = TextParts(files, projection, connectors, header_file.transformer if header_file else None, header_file)
     notes: dict = {}
     out: dict = {"projection": None, "connectors": None, "sources": notes}
-    if projection is not None and connectors is not None:
+    width_known = True
+    if projection is not None:
+        v2, shapes, flat = _projection_shapes(projection)
+        outputs = [s[0] for s in shapes.values()] * (1 if v2 else 2)
+        out["projection"] = {"kind": "2.3 dual" if v2 else "2.0 single", "inputs": flat, "outputs": outputs}
+        # without a header or the Gemma model, only Gemma 3 12B's width splits the inputs into hidden states
+        width_known = parts.header is not None or flat % RELEASED_TEXT_WIDTH == 0
+        if not width_known:
+            notes["text_hidden_size"] = (f"{RELEASED}: unknown; {flat} inputs are no whole number of Gemma 3 12B's "
+                                         f"{RELEASED_TEXT_WIDTH}-wide hidden states (the Gemma file it runs with tells)")  # fmt: skip
+    if projection is not None and connectors is not None and width_known:
         cfg = resolve_config(parts, None, None, notes)
-        out["projection"] = {"kind": "2.3 dual" if cfg.v2 else "2.0 single", "hidden_states": cfg.text_hidden_states,
-                             "hidden_size": cfg.text_hidden_size, "outputs": [cfg.video_features, cfg.audio_features]}  # fmt: skip
+        out["projection"].update(hidden_states=cfg.text_hidden_states, hidden_size=cfg.text_hidden_size)
         conns = {"video": cfg.video, "audio": cfg.audio}
     else:
-        if projection is not None:
-            v2 = any("video_aggregate_embed." in k for k in projection.keys)
-            out["projection"] = {"kind": "2.3 dual" if v2 else "2.0 single", "keys": len(projection.tensor_keys())}
         conns = {}
         if connectors is not None:
             header = _Header(parts)

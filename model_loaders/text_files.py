@@ -32,7 +32,6 @@ the missing part.  ``text_config.py`` turns the parts into a config; ``text_load
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -41,7 +40,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .checkpoint import CheckpointInfo
-from .safetensors_file import CheckpointError, parse_config, read_header
+from .file_header import read_file_header
+from .published_files import where_published
+from .safetensors_file import CheckpointError
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.text_connector import TextProjectorConfig
@@ -56,24 +57,7 @@ DEFAULT_CONNECTOR_PREFIX = "model.diffusion_model."
 # Per-layer companions of a quantized weight (``<layer><suffix>``); order: longest first.
 AUX_SUFFIXES = (".weight_scale_2", ".weight_scale", ".scale_weight", ".input_scale", ".scale_input", ".comfy_quant")
 
-# Published files that carry the parts (for "missing" messages: where to download them).
-PUBLISHED = (
-    ("2.0", "the LTX-2 checkpoint ltx-2-19b-dev.safetensors / ltx-2-19b-distilled.safetensors (Lightricks/LTX-2, "
-     "models/checkpoints)", ("projection", "connectors")),
-    ("2.0", "Kijai's ltx-2-19b-embeddings_connector_dev_bf16.safetensors / ltx-2-19b-embeddings_connector_distill_bf16"
-     ".safetensors (Kijai/LTXV2_comfy, models/text_encoders)", ("projection", "connectors")),
-    ("2.3", "the LTX-2.3 checkpoint ltx-2.3-22b-dev.safetensors / ltx-2.3-22b-distilled.safetensors (Lightricks/LTX-2.3, "
-     "models/checkpoints)", ("projection", "connectors")),
-    ("2.3", "Kijai's ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders)",
-     ("projection",)),
-    ("2.3", "unsloth's ltx-2.3-22b-dev_embeddings_connectors.safetensors / ltx-2.3-22b-distilled_embeddings_connectors"
-     ".safetensors (unsloth/LTX-2.3-GGUF, models/text_encoders; despite the name, the 4 projection tensors)",
-     ("projection",)),
-    ("2.3", "Kijai's ltx-2.3-22b-dev_transformer_only_bf16.safetensors and the other transformer_only files "
-     "(Kijai/LTX2.3_comfy, models/diffusion_models)", ("connectors",)),
-    ("2.3", "GGUF transformers that embed the connectors (QuantStack/LTX-2.3-GGUF, models/diffusion_models or unet)",
-     ("connectors",)),
-)  # fmt: skip
+PARTS = {"projection": "text_projection", "connectors": "text_connectors"}  # names in published_files
 WHAT = {
     "projection": "text projection ('text_embedding_projection.*': Gemma's 49 hidden states -> the connectors)",
     "connectors": "text connectors ('model.diffusion_model.video_embeddings_connector.*' and "
@@ -133,46 +117,13 @@ class TextFile:
         return ", ".join(parts) or f"{len(keys)} other tensors"
 
 
-def _gguf_file(path: Path, role: str) -> TextFile:
-    import gguf
-
-    from .quant import gguf_dequant as gd
-
-    try:
-        reader = gguf.GGUFReader(os.fspath(path))
-    except Exception as err:
-        raise _err(path, f"expected a GGUF file, it could not be read ({type(err).__name__}: {err}).") from err
-    tensors = {}
-    for t in reader.tensors:
-        shape = tuple(int(s) for s in reversed(t.shape.tolist()))  # GGUF lists the row length first
-        tensors[t.name] = (gd.NAMES.get(int(t.tensor_type), t.tensor_type.name), shape)
-    config = None
-    for key in ("config", "openltx.config"):  # community files: a plain 'config' KV; ours: openltx.config
-        f = reader.get_field(key)
-        if f is not None:
-            try:
-                config = json.loads(str(f.contents()))
-            except (ValueError, TypeError):
-                raise _err(path, f"the GGUF key {key!r} is not a JSON model config; the file is corrupt.") from None
-            break
-    st = path.stat()
-    return TextFile(os.fspath(path), role, "gguf", tensors, config if isinstance(config, dict) else None,
-                    stat=(st.st_size, st.st_mtime_ns))  # fmt: skip
-
-
 def read_text_file(path: str | os.PathLike, role: str = "ltx_checkpoint") -> list[TextFile]:
-    """The ``TextFile`` views of a model file, or of every ``.safetensors`` shard of a folder."""
+    """The ``TextFile`` views of a model file (safetensors or GGUF), or of every ``.safetensors`` shard of a folder."""
     p = Path(path)
     if p.is_dir():
         return [f for shard in sorted(p.glob("*.safetensors")) for f in read_text_file(shard, role)]
-    if p.is_file():
-        with p.open("rb") as fh:
-            if fh.read(4) == b"GGUF":
-                return [_gguf_file(p, role)]
-    header = read_header(p)
-    st = p.stat()
-    return [TextFile(os.fspath(p), role, "safetensors", {k: (e.dtype, e.shape) for k, e in header.tensors.items()},
-                     parse_config(header), dict(header.metadata), (st.st_size, st.st_mtime_ns))]  # fmt: skip
+    h = read_file_header(p)
+    return [TextFile(h.path, role, h.format, h.tensors, h.config, h.metadata, (h.file_size, h.mtime_ns))]
 
 
 # ------------------------------------------------------------------------------ parts
@@ -269,16 +220,11 @@ def _version_hint(files: Sequence[TextFile], projection: Part | None, connectors
 
 
 def _missing(files: Sequence[TextFile], what: Sequence[str], version: str | None) -> CheckpointError:
-    versions = [version] if version else ["2.0", "2.3"]
-    where = []
-    for v in versions:
-        offers = [(text, [w for w in what if w in carries]) for ver, text, carries in PUBLISHED if ver == v]
-        shown = [text + ("" if len(what) == 1 or len(has) == len(what) else f" ({has[0]} only)") for text, has in offers if has]
-        where.append(f"for LTX-{v}: " + "; ".join(shown))
+    where = where_published(tuple(PARTS[w] for w in what), version)
     selected = "; ".join(f"{f.role} {f.path} ({f.holds()})" for f in files) or "none"
     return CheckpointError(
         f"the LTX-2 {' and the '.join(WHAT[w] for w in what)} {'is' if len(what) == 1 else 'are'} in none of the "
-        f"selected files ({selected}). {'It is' if len(what) == 1 else 'They are'} published in: {' | '.join(where)}. "
+        f"selected files ({selected}). {'It is' if len(what) == 1 else 'They are'} published in: {where}. "
         "Select such a file as ltx_checkpoint or extra_file of LTX-2 Text Encoder Loader (download it into that "
         "folder first if you do not have it)."
     )

@@ -15,16 +15,16 @@ weights are dequantized once at load (the projector is small next to Gemma).
 from __future__ import annotations
 
 import json
-import math
-from collections import Counter
 from typing import Any, Mapping
 
 import torch
 
 from .checkpoint import assign_weights
+from .config_sources import listing
+from .file_header import float_dtype
 from .quant import int8_convrot, nvfp4
 from .quant.formats import COMFY_FP8_FORMATS, parse_layer_config
-from .safetensors_file import TORCH_DTYPES, CheckpointError
+from .safetensors_file import CheckpointError
 from .text_config import find_text_parts, resolve_config, text_parts_report  # noqa: F401 - the public API
 from .text_files import (  # noqa: F401 - re-exported
     AUX_SUFFIXES,
@@ -165,20 +165,13 @@ def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, devi
     keys = part.tensor_keys()
     out: dict[str, torch.Tensor] = {}
     if f.kind == "gguf":
-        import gguf
+        from .quant import gguf_format
 
-        from .quant import gguf_dequant as gd
-
-        wanted = set(keys)
         try:
-            reader = gguf.GGUFReader(f.path)
-            for t in reader.tensors:
-                if t.name not in wanted:
-                    continue
-                shape = f.tensors[t.name][1]
-                raw = torch.from_numpy(t.data.copy().view("uint8"))
-                value = gd.dequantize(raw.reshape(*shape[:-1], -1) if len(shape) > 1 else raw, int(t.tensor_type), shape)
-                out[to_module_key(t.name, part.prefix)] = value.to(device=device, dtype=dtype)
+            for key, t in gguf_format.read_gguf_tensors(f.path, keys).items():
+                out[to_module_key(key, part.prefix)] = t.dequantize().to(device=device, dtype=dtype)
+        except CheckpointError:
+            raise
         except Exception as err:
             raise _err(f.path, f"reading the text weights failed ({type(err).__name__}: {err}).") from err
         return out
@@ -209,14 +202,9 @@ def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, devi
 
 
 def _dense_dtype(part: Part) -> torch.dtype:
-    count: Counter = Counter()
-    for key in part.tensor_keys():
-        dtype, shape = part.file.tensors[key]
-        count[dtype] += math.prod(shape)
-    for name, _ in count.most_common():
-        if name in ("F32", "F16", "BF16", "F64"):
-            return TORCH_DTYPES[name]
-    return torch.bfloat16
+    tensors = part.file.tensors
+    keys = part.tensor_keys()
+    return float_dtype({k: tensors[k][0] for k in keys}, {k: tensors[k][1] for k in keys}, keys)
 
 
 def load_text_projector(
@@ -291,8 +279,7 @@ def _fits(part: Part, key: str, shape: tuple) -> bool:
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(repr(k) for k in keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW)
 
 
 def text_conditioning(

@@ -38,7 +38,8 @@ import zlib
 import torch
 
 from .checkpoint import assign_weights
-from .config_sources import contradiction
+from .config_sources import HEADER, RELEASED, SHAPE, ResolvedConfig, contradiction, listing
+from .published_files import carriers, describe
 from .safetensors_file import CheckpointError, load_tensors, parse_config, read_header
 
 try:  # see model_loaders/__init__.py
@@ -69,8 +70,7 @@ _RATIONAL_BY_P = {2: 2.0, 3: 1.5, 4: 4.0}
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW, quote=False)
 
 
 def _not_an_upsampler(name: str, keys) -> CheckpointError:
@@ -80,9 +80,7 @@ def _not_an_upsampler(name: str, keys) -> CheckpointError:
     return CheckpointError(
         f"{name}: expected an LTX-2 latent upsampler (keys 'initial_conv.weight', 'res_blocks.N.*', 'upsampler.*', "
         f"'final_conv.*'), found keys like {_listing(list(keys)[:5])}.{hint} The published upscalers are "
-        "ltx-2-spatial-upscaler-x2-1.0 / ltx-2-temporal-upscaler-x2-1.0 (Lightricks/LTX-2) and "
-        "ltx-2.3-spatial-upscaler-x2-1.1 / -x1.5-1.0 / ltx-2.3-temporal-upscaler-x2-1.0 (Lightricks/LTX-2.3), in "
-        "models/latent_upscale_models."
+        f"{describe(carriers('upscaler'))}."
     )
 
 
@@ -180,6 +178,23 @@ def read_upsampler_config(path: str | os.PathLike) -> tuple[UpsamplerConfig, dic
     except UpsamplerConfigError as err:
         raise CheckpointError(str(err)) from None
     return cfg, header.tensors
+
+
+def upsampler_config_sources(path: str | os.PathLike) -> ResolvedConfig:
+    """The upsampler's config values and where each came from; no tensor data read (for inspection).
+
+    Every value is read off a tensor (``shape``) except a rational resampler's ``spatial_scale``,
+    which the header states (``header``) or, without one, is the published x1.5 (``released
+    default``); the release (2.0 / 2.3) is not in the tensors, so ``version`` is None.
+    """
+    cfg, entries = read_upsampler_config(path)
+    stated = parse_config(read_header(path)) or {}
+    derived, _ = derive_upsampler_config(os.fspath(path), entries)
+    values = {k: getattr(cfg, k) for k in derived}
+    sources = {f"config.{k}": SHAPE for k in derived}
+    if "spatial_scale" in derived:
+        sources["config.spatial_scale"] = HEADER if "spatial_scale" in stated else RELEASED
+    return ResolvedConfig(values, sources, None, bool(stated))
 
 
 def load_upsampler(

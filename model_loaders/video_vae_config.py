@@ -40,6 +40,8 @@ from .config_sources import (
     count_indices,
     not_derivable,
 )
+from .published_configs import RELEASES, published_config
+from .published_files import where_published
 from .safetensors_file import CheckpointError
 
 Shapes = Mapping[str, tuple]
@@ -50,18 +52,21 @@ _PLAIN_COMPRESS = ("compress_time", "compress_space", "compress_all")  # a strid
 _FOLD_WORDS = {2: "time x2", 4: "space x2", 8: "space and time x2"}
 RGB = 3
 
-# The released decoders' block sequences, header order (output side first).
-RELEASED_DECODERS = {
-    "2.0": ("res_x", "compress_all", "res_x", "compress_all", "res_x", "compress_all", "res_x"),
-    "2.3": ("res_x", "compress_space", "res_x", "compress_time", "res_x", "compress_all", "res_x", "compress_all",
-            "res_x"),
-}  # fmt: skip
-RELEASED_RESIDUAL = {"2.0": True, "2.3": False}  # the decoder upsamplers' residual flag
-RELEASED_NUMERICS = {
-    "encoder_spatial_padding_mode": "zeros",
-    "decoder_spatial_padding_mode": "reflect",
-    "causal_decoder": False,
-}
+
+def _params(params: Any) -> dict:
+    return {"num_layers": params} if isinstance(params, int) else dict(params or {})
+
+
+# What the released VAEs are, read from their published header sections (published_configs):
+# the decoders' block sequences (header order, output side first), whether their upsamplers are
+# residual, and the settings no tensor shows.  The 2.3 header states its padding modes; the 2.0
+# header leaves them to ltx-core's defaults, which are the same values.
+_RELEASED_VAE = {v: published_config(v)["vae"] for v in RELEASES}
+RELEASED_DECODERS = {v: tuple(name for name, _ in vae["decoder_blocks"]) for v, vae in _RELEASED_VAE.items()}
+RELEASED_RESIDUAL = {v: any(_params(p).get("residual", False) for _, p in vae["decoder_blocks"])
+                     for v, vae in _RELEASED_VAE.items()}  # fmt: skip
+RELEASED_NUMERICS = {k: _RELEASED_VAE["2.3"][k] for k in ("encoder_spatial_padding_mode", "decoder_spatial_padding_mode",
+                                                          "causal_decoder")}  # fmt: skip
 _LOG_VARS = ("uniform", "constant")  # latent + 1 conv_out rows (the same shapes)
 
 
@@ -77,10 +82,6 @@ class _Block:
     num_layers: int = 0
     fold: int = 0  # channels folded into / out of the stride: prod(stride)
     inject_noise: bool = False
-
-
-def _params(params: Any) -> dict:
-    return {"num_layers": params} if isinstance(params, int) else dict(params or {})
 
 
 def _blocks(path: str, t: Shapes, half: str, prefix: str = "") -> list[_Block]:
@@ -278,7 +279,8 @@ def resolve_video_vae_config(
         if key not in t:
             raise CheckpointError(
                 f"{path}: expected the video VAE's encoder and decoder (e.g. '{prefix}{key}'), found it missing. A "
-                "video VAE file holds both halves: use the LTX-2 checkpoint or a complete video VAE file."
+                "video VAE file holds both halves: the file is incomplete; the published ones are "
+                f"{where_published('video_vae')}."
             )
         if len(t[key]) != 5:
             raise CheckpointError(

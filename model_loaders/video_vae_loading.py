@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from typing import Mapping
 
 import torch
@@ -30,7 +29,9 @@ import torch
 from .aux_parts import find_parts
 from .checkpoint import CheckpointInfo, assign_weights, check_layout
 from .config_sources import ResolvedConfig
-from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors, parse_config, read_header
+from .file_header import float_dtype, read_file_header
+from .published_files import where_published
+from .safetensors_file import CheckpointError, load_tensors
 from .video_vae_config import resolve_video_vae_config, vae_section
 
 try:  # see model_loaders/__init__.py
@@ -46,14 +47,16 @@ def _err(path: str, message: str) -> CheckpointError:
 
 
 def file_source(path_or_info) -> tuple[str, dict | None, dict[str, tuple], dict[str, str]]:
-    """(path, header config or None, shapes, dtypes) from a CheckpointInfo or any safetensors path."""
+    """(path, header config or None, shapes, dtypes) from a CheckpointInfo or any model file's path."""
     if isinstance(path_or_info, CheckpointInfo):
         info = path_or_info
         return info.path, info.config, dict(info.shapes), dict(info.dtypes)
-    header = read_header(path_or_info)
-    shapes = {k: e.shape for k, e in header.tensors.items()}
-    dtypes = {k: e.dtype for k, e in header.tensors.items()}
-    return os.fspath(path_or_info), parse_config(header), shapes, dtypes
+    header = read_file_header(path_or_info)
+    if header.format != "safetensors":  # no VAE / vocoder is published as GGUF
+        raise _err(header.path, "expected a .safetensors file with LTX-2 VAE / audio VAE / vocoder weights, found a "
+                   f"{header.format.upper()} file. The VAE parts are in the LTX-2 checkpoint or in the published VAE "
+                   "files (models/vae).")  # fmt: skip
+    return header.path, header.config, dict(header.shapes), dict(header.dtypes)
 
 
 def _vae_keys(path: str, shapes: Mapping[str, tuple]) -> tuple[str, dict[str, str]]:
@@ -65,23 +68,9 @@ def _vae_keys(path: str, shapes: Mapping[str, tuple]) -> tuple[str, dict[str, st
     raise _err(
         path,
         "expected LTX-2 video VAE weights ('vae.encoder.*' / 'vae.decoder.*', or bare 'encoder.*' / 'decoder.*' "
-        f"with 3D convolutions), found none (first keys: {shown}). Pick the LTX-2 checkpoint or its standalone video "
-        "VAE file.",
+        f"with 3D convolutions), found none (first keys: {shown}). Pick a file that holds it: "
+        f"{where_published('video_vae')}.",
     )
-
-
-def file_dtype(dtypes: Mapping[str, str], shapes: Mapping[str, tuple], keys) -> torch.dtype:
-    """The floating dtype holding most of ``keys``' elements (bf16 when none is floating)."""
-    count: Counter = Counter()
-    for k in keys:
-        n = 1
-        for s in shapes[k]:
-            n *= s
-        count[dtypes[k]] += n
-    for name, _ in count.most_common():
-        if name in ("F32", "F16", "BF16", "F64"):
-            return TORCH_DTYPES[name]
-    return torch.bfloat16
 
 
 def video_vae_config(path_or_info) -> ResolvedConfig:
@@ -113,7 +102,7 @@ def load_video_vae(path_or_info, dtype: torch.dtype | None = None, device: torch
     _log_release(path, resolved)
     vae = resolved.config
     conditioned = bool(vae["timestep_conditioning"])
-    model_dtype = dtype or file_dtype(dtypes, shapes, keys.values())
+    model_dtype = dtype or float_dtype(dtypes, shapes, keys.values())
     try:
         model = VideoVAE(vae, timestep_conditioning=conditioned, operations=operations, dtype=model_dtype,
                          device=torch.device("meta"))  # fmt: skip
@@ -132,4 +121,4 @@ def load_video_vae(path_or_info, dtype: torch.dtype | None = None, device: torch
     return model.eval()
 
 
-__all__ = ["file_dtype", "file_source", "load_video_vae", "video_vae_config"]
+__all__ = ["file_source", "load_video_vae", "video_vae_config"]

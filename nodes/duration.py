@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..host import duration
+from ..host import duration, paths
 from ..ltx2.duration_head import MAX_SECONDS, MIN_SECONDS
 from .latents import MAX_FRAMES
 from .loaders import _ensure_folder, _files, unlisted_file_error
@@ -63,9 +62,9 @@ class OpenLTXDurationHead(io.ComfyNode):
                 max_seconds=MAX_SECONDS) -> io.NodeOutput:  # fmt: skip
         node = "LTX-2 Duration (2.5)"
         _ensure_folder(FOLDER)
-        path = folder_paths.get_full_path(FOLDER, duration_head)
+        path = paths.model_file(FOLDER, duration_head)  # confined to the folder (links into it are followed)
         if path is None:
-            raise ValueError(f"{node}: {duration_head!r} is not in models/{FOLDER}")
+            raise ValueError(f"{node}: {paths.shown(duration_head)} is not in models/{FOLDER}")
         try:
             frames, seconds = duration.predict(path, conditioning, frame_rate, min_seconds, max_seconds)
         except ValueError as err:

@@ -7,7 +7,7 @@ import os
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..host import aux_models, model_loading, offload_policy
+from ..host import aux_models, model_loading, offload_policy, paths
 
 # The pack's own types (nothing in core fits): values are ``aux_models.AuxModel`` objects.
 VideoVAEType = io.Custom("OPENLTX_VAE")
@@ -62,14 +62,16 @@ def unlisted_file_error(input_name: str, value, options: list[str], folders: str
     """A validation message when ``value`` is not one of the listed model files, else ``None``.
 
     ComfyUI 0.3.75 does not check V3 combo values against their options, so a workflow naming
-    a file this machine lacks would otherwise only fail when the node runs.
+    a file this machine lacks would otherwise only fail when the node runs -- and a name such
+    as ``../../x`` would reach the file system.  Only listed names (files found inside the model
+    folders) pass.
     """
     if value is None or value in options:
         return None
     shown = ", ".join(options[:8]) + (f" ... ({len(options) - 8} more)" if len(options) > 8 else "")
     return (
-        f"{input_name}: {value!r} was not found in {folders}. Download it into one of those folders (see the "
-        f"workflow's note) and refresh, or pick a listed file ({shown or 'none found'})."
+        f"{input_name}: {paths.shown(value)} was not found in {folders}. Download it into one of those folders (see "
+        f"the workflow's note) and refresh, or pick a listed file ({shown or 'none found'})."
     )
 
 
@@ -80,14 +82,12 @@ def resolve_checkpoint(name: str) -> str:
         candidates.append(("diffusion_models", name[len(DIFFUSION_MODELS_PREFIX):]))
     candidates.append(("diffusion_models", name))
     for folder, filename in candidates:
-        try:
-            path = folder_paths.get_full_path(folder, filename)
-        except KeyError:
-            path = None
+        path = paths.model_file(folder, filename)
         if path is not None:
             return path
     raise FileNotFoundError(
-        f"LTX-2 Checkpoint Loader: {name!r} is in neither the 'checkpoints' nor the 'diffusion_models' folder"
+        f"LTX-2 Checkpoint Loader: {paths.shown(name)} is in neither the 'checkpoints' nor the 'diffusion_models' "
+        "folder"
     )
 
 
@@ -211,13 +211,10 @@ def _resolve(name: str, folders: tuple[str, ...], prefixes: tuple[str, ...], nod
             candidates.insert(0, (folder, name[len(prefix):]))
         candidates.append((folder, name))
     for folder, filename in candidates:
-        try:
-            path = folder_paths.get_full_path(folder, filename)
-        except KeyError:
-            path = None
+        path = paths.model_file(folder, filename)
         if path is not None:
             return path
-    raise FileNotFoundError(f"{node}: {name!r} is in none of the folders {', '.join(folders)}")
+    raise FileNotFoundError(f"{node}: {paths.shown(name)} is in none of the folders {', '.join(folders)}")
 
 
 def vae_options() -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 
 import torch
 
@@ -11,7 +13,10 @@ import comfy.utils
 import folder_paths
 from comfy_api.v0_0_2 import io
 
+from ..host import paths
+from ..host.prompt_cache import read_context_file
 from ..host.text_encoder import LTXTextEncoder
+from ..model_loaders.safe_paths import publish, text_problem
 from ..model_loaders.text_loading import text_conditioning
 from .loaders import checkpoint_options, resolve_checkpoint, unlisted_file_error
 
@@ -43,16 +48,10 @@ def text_encoder_options() -> list[str]:
 
 
 def resolve_text_encoder(name: str) -> str:
-    if name.endswith("/"):
-        for root in folder_paths.get_folder_paths("text_encoders"):
-            d = os.path.join(root, name.rstrip("/"))
-            if os.path.isdir(d):
-                return d
-    else:
-        path = folder_paths.get_full_path("text_encoders", name)
-        if path is not None:
-            return path
-    raise FileNotFoundError(f"LTX-2 Text Encoder Loader: {name!r} is not in the 'text_encoders' folder")
+    path = paths.model_dir("text_encoders", name) if name.endswith("/") else paths.model_file("text_encoders", name)
+    if path is not None:
+        return path
+    raise FileNotFoundError(f"LTX-2 Text Encoder Loader: {paths.shown(name)} is not in the 'text_encoders' folder")
 
 
 def extra_file_options() -> list[str]:
@@ -65,10 +64,7 @@ def extra_file_options() -> list[str]:
 def resolve_extra_file(name: str | None) -> str | None:
     if name in (None, "", NONE):
         return None
-    try:
-        path = folder_paths.get_full_path("text_encoders", name)
-    except KeyError:
-        path = None
+    path = paths.model_file("text_encoders", name)
     return path if path is not None else resolve_checkpoint(name)
 
 
@@ -193,9 +189,9 @@ class OpenLTXTextEncoderLora(io.ComfyNode):
         node = "LTX-2 Text Encoder LoRA"
         if not isinstance(text_encoder, LTXTextEncoder):
             raise RuntimeError(f"{node}: the text_encoder input must come from LTX-2 Text Encoder Loader.")
-        path = folder_paths.get_full_path("loras", lora_name)
+        path = paths.model_file("loras", lora_name)
         if path is None:
-            raise RuntimeError(f"{node}: {lora_name!r} is not in the 'loras' folder.")
+            raise RuntimeError(f"{node}: {paths.shown(lora_name)} is not in the 'loras' folder.")
         if strength == 0:
             return io.NodeOutput(text_encoder)
         try:
@@ -233,23 +229,22 @@ class OpenLTXTextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder, prompt, frame_rate=24.0) -> io.NodeOutput:
+        node = "LTX-2 Text Encode"
+        if not isinstance(text_encoder, LTXTextEncoder):
+            raise ValueError(f"{node}: the text_encoder input must come from LTX-2 Text Encoder Loader.")
+        if not isinstance(prompt, str) or (problem := text_problem(prompt)):
+            found = problem if isinstance(prompt, str) else f"it is a {type(prompt).__name__}"
+            raise ValueError(f"{node}: the prompt cannot be encoded: {found}. Remove the character or type the text "
+                             "again.")  # fmt: skip
         bar = comfy.utils.ProgressBar(1)
 
         def progress(done, total):
+            mm.throw_exception_if_processing_interrupted()  # Cancel between Gemma layers / weight reads
             bar.update_absolute(done, total)
 
+        mm.throw_exception_if_processing_interrupted()
         video, audio = text_encoder.encode(prompt, progress=progress)
         return io.NodeOutput(text_conditioning(video, audio, frame_rate))
-
-
-def _unique_path(folder: str, prefix: str) -> str:
-    os.makedirs(folder, exist_ok=True)
-    i = 1
-    while True:
-        path = os.path.join(folder, f"{prefix}_{i:05d}.safetensors")
-        if not os.path.exists(path):
-            return path
-        i += 1
 
 
 class OpenLTXSaveConditioning(io.ComfyNode):
@@ -271,60 +266,94 @@ class OpenLTXSaveConditioning(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
+    def validate_inputs(cls, filename_prefix=None):
+        if filename_prefix is None:
+            return True
+        return paths.output_prefix_error("filename_prefix", filename_prefix) or True
+
+    @classmethod
     def execute(cls, conditioning, filename_prefix="openltx/conditioning") -> io.NodeOutput:
         from safetensors.torch import save_file
 
+        node = "LTX-2 Save Conditioning"
         if not conditioning or len(conditioning[0]) != 2:
-            raise ValueError("LTX-2 Save Conditioning: expected CONDITIONING from LTX-2 Text Encode, found an empty list.")
+            raise ValueError(f"{node}: expected CONDITIONING from LTX-2 Text Encode, found an empty list.")
         video, extra = conditioning[0]
         if "audio_context" not in extra:
-            raise ValueError("LTX-2 Save Conditioning: the conditioning has no 'audio_context'; use LTX-2 Text Encode.")
+            raise ValueError(f"{node}: the conditioning has no 'audio_context'; use LTX-2 Text Encode.")
+        tensors = {"video_context": video.contiguous().cpu(), "audio_context": extra["audio_context"].contiguous().cpu()}
+        bad = [k for k, t in tensors.items() if not torch.isfinite(t).all()]
+        if bad:
+            raise ValueError(f"{node}: the conditioning's {' and '.join(bad)} hold NaN or infinite values; nothing "
+                             "was saved. Check the text encoder's files and dtype (fp16 can overflow: use bf16).")
+        folder, stem, _ = paths.output_target(node, "filename_prefix", filename_prefix)
+        meta = {"frame_rate": str(float(extra.get("frame_rate", 24.0))), "format": "openltx-conditioning-1"}
+        fd, temp = tempfile.mkstemp(prefix=f".{stem[:40]}-", suffix=".partial", dir=folder)
+        os.close(fd)
+        try:
+            save_file(tensors, temp, metadata=meta)
+            target = publish(temp, folder, stem, ".safetensors")  # a new name, taken atomically
+        except BaseException:
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
         out = os.path.abspath(folder_paths.get_output_directory())
-        path = os.path.abspath(os.path.join(out, filename_prefix))
-        if os.path.commonpath([out, path]) != out:
-            raise ValueError(f"LTX-2 Save Conditioning: filename_prefix {filename_prefix!r} leaves the output folder.")
-        target = _unique_path(os.path.dirname(path), os.path.basename(path))
-        meta = {"frame_rate": str(extra.get("frame_rate", 24.0)), "format": "openltx-conditioning-1"}
-        save_file({"video_context": video.contiguous().cpu(), "audio_context": extra["audio_context"].contiguous().cpu()},
-                  target, metadata=meta)  # fmt: skip
         return io.NodeOutput(ui={"text": [os.path.relpath(target, out)]})
+
+
+def conditioning_files() -> list[str]:
+    """``.safetensors`` files of the input folder (sub-folders included; no links out of it)."""
+    files = []
+    try:
+        root = folder_paths.get_input_directory()
+        for dirpath, _, names in os.walk(root):
+            for n in names:
+                rel = os.path.relpath(os.path.join(dirpath, n), root).replace(os.sep, "/")
+                if n.endswith(".safetensors") and paths.input_file(rel, (".safetensors",)) is not None:
+                    files.append(rel)
+    except OSError:
+        pass
+    return sorted(files)
 
 
 class OpenLTXLoadConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        files = []
-        try:
-            root = folder_paths.get_input_directory()
-            for dirpath, _, names in os.walk(root):
-                files += [os.path.relpath(os.path.join(dirpath, n), root) for n in names if n.endswith(".safetensors")]
-        except OSError:
-            pass
         return io.Schema(
             node_id="OpenLTXLoadConditioning",
             display_name="LTX-2 Load Conditioning",
             category="OpenLTX/text",
             description="Loads CONDITIONING saved by LTX-2 Save Conditioning (copy the file into the input folder).",
             inputs=[
-                io.Combo.Input("conditioning_file", options=sorted(files),
+                io.Combo.Input("conditioning_file", options=conditioning_files(),
                                tooltip="A .safetensors file from LTX-2 Save Conditioning, in the input folder."),
             ],
             outputs=[io.Conditioning.Output(tooltip="The saved video + audio text context and frame rate.")],
         )  # fmt: skip
 
     @classmethod
-    def execute(cls, conditioning_file) -> io.NodeOutput:
-        from safetensors import safe_open
+    def validate_inputs(cls, conditioning_file=None):
+        if conditioning_file is None:
+            return True
+        return paths.input_file_error("conditioning_file", conditioning_file, (".safetensors",)) or True
 
-        path = folder_paths.get_annotated_filepath(conditioning_file)
+    @classmethod
+    def fingerprint_inputs(cls, conditioning_file=None, **_other):
+        return paths.file_digest(paths.input_file(conditioning_file, (".safetensors",)))
+
+    @classmethod
+    def execute(cls, conditioning_file) -> io.NodeOutput:
+        node = "LTX-2 Load Conditioning"
+        path = paths.require_input_file(node, "conditioning_file", conditioning_file, (".safetensors",))
         try:
-            with safe_open(path, framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                video, audio = f.get_tensor("video_context"), f.get_tensor("audio_context")
-        except Exception as err:
-            raise ValueError(f"LTX-2 Load Conditioning: {path}: expected a file written by LTX-2 Save Conditioning "
-                             f"(tensors video_context and audio_context), it could not be read ({err}).") from err  # fmt: skip
-        return io.NodeOutput(text_conditioning(video, audio, float(meta.get("frame_rate", 24.0))))
+            video, audio, meta = read_context_file(path, "LTX-2 Save Conditioning")
+            frame_rate = float(meta.get("frame_rate", 24.0))
+        except ValueError as err:  # CheckpointError and the checks of read_context_file
+            raise ValueError(f"{node}: {err}") from None
+        if not (math.isfinite(frame_rate) and 0 < frame_rate <= 1000):
+            raise ValueError(f"{node}: {paths.shown(conditioning_file)}: its frame_rate {frame_rate} is not a frame "
+                             "rate; the file was edited or is corrupt: save the conditioning again.")  # fmt: skip
+        return io.NodeOutput(text_conditioning(video, audio, frame_rate))
 
 
 NODES = [OpenLTXTextEncoderLoader, OpenLTXTextEncoderLora, OpenLTXTextEncode, OpenLTXSaveConditioning,

@@ -9,6 +9,7 @@ noise) towards 0.0 (clean latent); a sampler takes one step per adjacent pair.
                         ``LTX2Scheduler`` bit for bit (same float32 arithmetic).
 * ``DISTILLED_STAGE1`` / ``DISTILLED_STAGE2``  the fixed lists the distilled model was trained
                         for (8 steps at full noise; 3 refinement steps from σ = 0.909375);
+                        ``DISTILLED_STAGE2_LTX23`` the LTX-2.3 workflows' stage 2 (from 0.85).
                         LTX-2.5 uses the same lists (``LTX25_DISTILLED_STAGE1/2``).
 * ``parse_sigmas``      a user's comma-separated list, validated with messages that say what
                         is wrong and where.
@@ -33,7 +34,15 @@ DEFAULT_TERMINAL = 0.1
 
 DISTILLED_STAGE1 = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
 DISTILLED_STAGE2 = (0.909375, 0.725, 0.421875, 0.0)
-DISTILLED_STAGES = {"stage1 (8 steps)": DISTILLED_STAGE1, "stage2 (3 steps)": DISTILLED_STAGE2}
+# Stage 2 of Lightricks' LTX-2.3 ComfyUI workflows (and Comfy-Org's LTX-2.3 templates): the
+# upscaled latent is re-noised to 0.85 only.  Their ManualSigmas text is "0.85, 0.7250, 0.4219,
+# 0.0": 0.4219 (not 0.421875) is what those workflows run, so it is kept as published.
+DISTILLED_STAGE2_LTX23 = (0.85, 0.725, 0.4219, 0.0)
+DISTILLED_STAGES = {
+    "stage1 (8 steps)": DISTILLED_STAGE1,
+    "stage2 (3 steps)": DISTILLED_STAGE2,
+    "stage2 LTX-2.3 (3 steps from 0.85)": DISTILLED_STAGE2_LTX23,
+}
 
 # LTX-2.5 distilled: the same two lists (8 steps at half resolution without CFG, x2 latent upscale,
 # 3 steps from 0.909375), as diffusers 0.42.1 ships them (``pipelines/ltx2/utils.py``, without the

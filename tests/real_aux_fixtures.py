@@ -26,15 +26,20 @@ import torch
 from safetensors.torch import save_file
 
 from openltx.model_loaders import layouts as L
+from openltx.model_loaders.published_configs import MODEL_VERSIONS
 from openltx.model_loaders.tiny_layouts import random_tensor
 
 HEADERS = Path(__file__).resolve().parent / "data" / "real_headers"
 FILES = {"2.0": "ltx-2-19b.config.json", "2.3": "ltx-2.3-22b.config.json"}
-MODEL_VERSIONS = {"2.3": "2.3.0"}  # top-level metadata of the published 2.3 bundles
 VERSIONS = ("2.0", "2.3")
 
 
 def published_config(version: str) -> dict:
+    """The published header config of ``version`` as the test data holds it (a fresh copy).
+
+    The tests' own reading of ``data/real_headers`` (test_real_headers checks that
+    ``model_loaders.published_configs`` holds the same text).
+    """
     return json.loads((HEADERS / FILES[version]).read_text())
 
 

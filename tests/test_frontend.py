@@ -290,13 +290,23 @@ def test_workflow_loads_and_runs_from_the_ui(frontend, object_info, name):
     entry = server.wait_for_history(prompt_id, timeout=RUN_TIMEOUT)
     assert history_error(entry) is None, f"{name} failed:\n{history_error(entry)}\n{server.log_tail(30)}"
     videos = demo.saved_videos(entry, server.base_dir / "output")
-    assert len(videos) == 1, entry.get("outputs")
+    sounds = [server.base_dir / "output" / item.get("subfolder", "") / item["filename"]
+              for out in entry.get("outputs", {}).values() for item in out.get("audio", [])]
     import av
 
-    with av.open(str(videos[0])) as container:
-        assert container.streams.video and container.streams.audio, f"{videos[0].name}: streams missing"
-        frames = sum(1 for _ in container.decode(video=0))
-    assert frames == demo.TINY_FRAMES, f"{videos[0].name}: {frames} frames"
+    if sounds and not videos:
+        # Audio-only workflows (text-to-audio, audio retake) end in Save Audio: one FLAC, no video.
+        assert len(sounds) == 1 and sounds[0].suffix == ".flac", entry.get("outputs")
+        with av.open(str(sounds[0])) as container:
+            assert container.streams.audio and not container.streams.video, f"{sounds[0].name}: streams wrong"
+            samples = sum(f.samples for f in container.decode(audio=0))
+        assert samples > 0, f"{sounds[0].name}: no audio samples"
+    else:
+        assert len(videos) == 1, entry.get("outputs")
+        with av.open(str(videos[0])) as container:
+            assert container.streams.video and container.streams.audio, f"{videos[0].name}: streams missing"
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames == demo.TINY_FRAMES, f"{videos[0].name}: {frames} frames"
     previews = [f for f in frontend.ws_frames[frames_before:] if f[0] in PREVIEW_EVENTS and b"\xff\xd8\xff" in f[1]]
     assert previews, f"{frontend.label}: no preview image arrived over the websocket while {name} ran"
 

@@ -39,7 +39,8 @@ def test_make_and_inspect_25_files(repo_root, tmp_path, part, variant, kind):
         assert info["projection"]["video_aggregate_embed.weight"] == [16, 224]
     if part in ("gemma4", "diffusion-vae", "duration-head"):
         rc, loaded, err = _run(repo_root, "inspect_checkpoint.py", out, "--load")
-        assert rc == 0 and loaded["load"] == "ok", (loaded, err)
+        part = {"gemma4": "text_projection", "diffusion-vae": "video_vae", "duration-head": "duration_head"}[part]
+        assert rc == 0 and loaded["load"] == {part: "ok"}, (loaded, err)
 
 
 def test_make_the_whole_25_set(repo_root, tmp_path):

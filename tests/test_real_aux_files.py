@@ -146,8 +146,8 @@ def test_video_vae_config_sources(files, version, caplog):
     bare = video_vae_config(files[(version, "video", "bare", "none")])
     assert full.had_header and not bare.had_header and full.version == bare.version == version
     assert full.sources["config.vae.latent_channels"] == bare.sources["config.vae.latent_channels"] == "shape"
-    assert bare.sources["config.vae.decoder_blocks[1].residual"] == "released"
-    expected_pad = "header" if version == "2.3" else "released"  # 2.0's header names no padding mode
+    assert bare.sources["config.vae.decoder_blocks[1].residual"] == "released default"
+    expected_pad = "header" if version == "2.3" else "released default"  # 2.0's header names no padding mode
     assert full.sources["config.vae.decoder_spatial_padding_mode"] == expected_pad
     assert bare.config["decoder_blocks"] == full.config["decoder_blocks"]
     for key in ("latent_channels", "patch_size", "decoder_base_channels", "encoder_blocks", "latent_log_var",
@@ -316,11 +316,11 @@ def test_audio_config_sources(files, version):
     dd = vae.config["model"]["params"]["ddconfig"]
     assert dd["ch_mult"] == [1, 2, 2] and dd["z_channels"] == 2 and dd["num_res_blocks"] == 1
     key = "config.audio_vae.model.params.ddconfig."
-    assert vae.sources[key + "ch_mult"] == "shape" and vae.sources[key + "causality_axis"] == "released"
+    assert vae.sources[key + "ch_mult"] == "shape" and vae.sources[key + "causality_axis"] == "released default"
     full = vocoder_config(files[(version, "bundle", "prefixed", "full")])
     if version == "2.0":  # the published 2.0 header leaves the output rate implied
         assert full.config["output_sampling_rate"] == 24000
-        assert full.sources["config.vocoder.output_sampling_rate"] == "released"
+        assert full.sources["config.vocoder.output_sampling_rate"] == "released default"
         assert voc.config["upsample_rates"] == [6, 5, 2, 2, 2]
     else:
         assert full.sources["config.vocoder.bwe.output_sampling_rate"] == "header"

@@ -23,7 +23,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -36,7 +35,13 @@ from ltx_core.guidance.perturbations import BatchedPerturbationConfig
 
 from openltx.host import model_loading as loading
 from openltx.ltx2 import positions as P
-from openltx.ltx2.config import RELEASED_CAPTION_CHANNELS, RELEASED_HEADS, RELEASED_NUMERICS, released_numerics
+from openltx.ltx2.config import (
+    RELEASED_CAPTION_CHANNELS,
+    RELEASED_CONNECTOR_HEAD_DIM,
+    RELEASED_HEADS,
+    RELEASED_NUMERICS,
+    released_numerics,
+)
 from openltx.ltx2.inputs import StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer
 from openltx.model_loaders import checkpoint as C
@@ -46,10 +51,9 @@ from openltx.model_loaders.quant import gguf_dequant as gd
 from openltx.model_loaders.quant import gguf_format
 from openltx.model_loaders.safetensors_file import CheckpointError
 from openltx.nodes.loaders import OpenLTXCheckpointLoader
+from real_aux_fixtures import published_config as published
 
 VERSIONS = ("2.0", "2.3")
-DATA = Path(__file__).resolve().parent / "data" / "real_headers"
-FILES = {"2.0": "ltx-2-19b.config.json", "2.3": "ltx-2.3-22b.config.json"}
 PREFIX = "model.diffusion_model."
 TOL = 1e-5  # ltx-core parity
 LOSSLESS = 1e-6
@@ -73,10 +77,6 @@ SHAPE_PATHS = {
                 "upsample_kernel_sizes", "hop_length", "n_fft", "win_size"},
     "scheduler": set(),
 }  # fmt: skip
-
-
-def published(version: str) -> dict:
-    return json.loads((DATA / FILES[version]).read_text())
 
 
 # ------------------------------------------------------------------------------ the key sets
@@ -130,7 +130,34 @@ def test_released_constants_are_the_published_values(version):
         assert json.dumps(t[key]) == json.dumps(value), key  # 1000 stays an int, 1000.0 a float
     assert t["num_attention_heads"] == t["audio_num_attention_heads"] == RELEASED_HEADS
     assert t["caption_channels"] == RELEASED_CAPTION_CHANNELS
+    assert t["connector_attention_head_dim"] == RELEASED_CONNECTOR_HEAD_DIM
     assert C.released_header_values(version) == released_numerics(version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_loaders_released_tables_are_the_published_sections(version):
+    """Every loader's released-values table is what the published header of each release says."""
+    from openltx.model_loaders import audio_config as A
+    from openltx.model_loaders import layouts as L
+    from openltx.model_loaders import text_config as TC
+    from openltx.model_loaders import video_vae_config as V
+
+    config = published(version)
+    t, vae, audio, vocoder = config["transformer"], config["vae"], config["audio_vae"], config["vocoder"]
+    assert {k: t[k] for k in TC.RELEASED_NUMERICS} == TC.RELEASED_NUMERICS  # the same in both releases
+    assert L.official_vae_config(version) == vae
+    assert V.RELEASED_DECODERS[version] == tuple(name for name, _ in vae["decoder_blocks"])
+    for key, value in V.RELEASED_NUMERICS.items():  # the 2.0 header leaves the padding modes to the defaults
+        assert vae.get(key, value) == value
+    dd = audio["model"]["params"]["ddconfig"]
+    assert {k: dd[k] for k in A.RELEASED_AUDIO_DDCONFIG} == A.RELEASED_AUDIO_DDCONFIG
+    assert audio["model"]["params"]["sampling_rate"] == A.RELEASED_AUDIO_RATE
+    assert {g: audio["preprocessing"][g] for g in A.RELEASED_PREPROCESSING} == A.RELEASED_PREPROCESSING
+    generators = [vocoder] if version == "2.0" else [vocoder["vocoder"], vocoder["bwe"]]
+    for g in generators:
+        released = A.RELEASED_GENERATORS[tuple(g["upsample_kernel_sizes"])]
+        assert released["release"] == version and released["upsample_rates"] == g["upsample_rates"]
+        assert g.get("use_tanh_at_final", True) == released["use_tanh_at_final"]
 
 
 # ------------------------------------------------------------------------------ files

@@ -26,7 +26,7 @@ EXPECTED_NODES = {
     "OpenLTXTextEncode": ("text_encoder", "prompt", "frame_rate"),
     "OpenLTXSaveConditioning": ("conditioning", "filename_prefix"),
     "OpenLTXLoadConditioning": ("conditioning_file",),
-    "OpenLTXEmptyLatent": ("width", "height", "frames", "fps", "batch_size"),
+    "OpenLTXEmptyLatent": ("width", "height", "frames", "fps", "batch_size", "streams"),
     "OpenLTXLatentUpscale": ("latent", "upscaler", "video_vae"),
     "OpenLTXDecode": ("latent", "video_vae", "audio_vae", "tiling"),
     "OpenLTXEncodeImage": ("image", "video_vae", "crf"),
@@ -48,6 +48,14 @@ EXPECTED_NODES = {
                                    "strength"),
     "OpenLTXLoraLoader": ("model", "lora_name", "strength"),
     "OpenLTXRenoise": ("latent", "sigma", "noise_seed"),
+    "OpenLTXCompile": ("model", "mode", "dynamic"),
+    "OpenLTXAttention": ("model", "backend"),
+    "OpenLTXQuantMatmul": ("model", "fp8_matmul", "int8_matmul", "gguf_cache_gb"),
+    "OpenLTXEnhancePrompt": ("text_encoder", "prompt", "seed", "max_new_tokens", "system_prompt"),
+    "OpenLTXReferenceAudio": ("model", "positive", "negative", "reference_audio", "audio_vae",
+                              "identity_guidance_scale"),
+    "OpenLTXSaveAudio": ("latent", "audio_vae", "filename_prefix"),
+    "OpenLTXDurationHead": ("conditioning", "duration_head", "frame_rate", "min_seconds", "max_seconds"),
 }
 
 

@@ -205,8 +205,11 @@ def test_report_says_where_each_value_comes_from(layouts):
     video = report["connectors"]["video"]
     assert (video["layers"], video["heads"], video["head_dim"], video["gated"]) == (2, 2, 8, True)
     assert report["sources"]["video.heads"] == "shape: to_gate_logits [2, 16]"
-    assert report["sources"]["rope_type"] == "released" and video["rope_type"] == "split" and video["fp64_grid"]
-    assert text_parts_report(kijai) == {"projection": {"kind": "2.3 dual", "keys": 4}, "connectors": None, "sources": {}}
+    assert report["sources"]["rope_type"] == "released default" and video["rope_type"] == "split" and video["fp64_grid"]
+    assert text_parts_report(kijai) == {"projection": {"kind": "2.3 dual", "inputs": 36, "outputs": [16, 8]},
+                                        "connectors": None, "sources": {"text_hidden_size": (
+                                            "released default: unknown; 36 inputs are no whole number of Gemma 3 12B's "
+                                            "3840-wide hidden states (the Gemma file it runs with tells)")}}  # fmt: skip
     bundle, _, _, _ = layouts["2.0"]["bundle"]
     report = text_parts_report(bundle)
     assert report["projection"]["outputs"] == [128, 128] and report["connectors"]["audio"]["heads"] == 1

@@ -177,6 +177,8 @@ def test_standalone_vae_files(tmp_path):
     from safetensors.torch import save_file
 
     vae_cfg = conditioned_config("2.3")
+    # a header that pads the decoder with zeros (the published one says reflect): the header is honoured
+    vae_cfg["decoder_spatial_padding_mode"] = "zeros"
     sd = random_vae(conditioned_config("2.3")).state_dict()
     sd = {**sd, "per_channel_statistics.channel": torch.zeros(128), "per_channel_statistics.mean-of-stds": torch.ones(128)}
     bare = tmp_path / "bare.safetensors"
@@ -197,7 +199,7 @@ def test_standalone_vae_files(tmp_path):
     assert plain.timestep_conditioning and plain.version == "2.3"
     a, b = plain.state_dict(), model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    # this tiny header pads the decoder with zeros; without it the released decoder's reflect applies
+    # this header pads the decoder with zeros; without a header the released decoder's reflect applies
     assert model.decoder.conv_in.conv.padding_mode == "zeros" and plain.decoder.conv_in.conv.padding_mode == "reflect"
     extra = tmp_path / "extra.safetensors"
     save_file({**sd, "decoder.bogus.weight": torch.zeros(1)}, str(extra), metadata={"config": json.dumps(vae_cfg)})

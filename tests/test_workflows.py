@@ -40,9 +40,10 @@ import workflow_ui  # noqa: E402
 
 API_DIR = TESTS_DIR / "workflows_api"
 UI_DIR = REPO_ROOT / "workflows"
-SHIPPED = ("ltx2_t2v", "ltx2_i2v", "ltx2_t2v_two_stage", "ltx2_distilled", "ltx2_first_last_frame",
-           "ltx2_audio_to_video", "ltx2_retake")  # fmt: skip
-SHIPPED_25 = ("ltx2_5_t2v", "ltx2_5_i2v", "ltx2_5_first_last_frame", "ltx2_5_distilled")  # test_ltx25_workflows.py
+# Every API twin (the UI files are checked below) but the LTX-2.5 ones, which run on the tiny 2.5 set in
+# test_ltx25_workflows.py.
+SHIPPED_25 = ("ltx2_5_t2v", "ltx2_5_i2v", "ltx2_5_first_last_frame", "ltx2_5_distilled")
+SHIPPED = tuple(sorted(p.stem for p in API_DIR.glob("*.json") if p.stem not in SHIPPED_25))
 # ComfyUI core nodes the shipped workflows may use (besides OpenLTX*): nothing from other packs.
 CORE_NODES = {"SamplerCustomAdvanced", "RandomNoise", "DisableNoise", "KSamplerSelect", "KSampler", "BasicGuider",
               "CFGGuider", "LoadImage", "Note", "MarkdownNote"}  # fmt: skip
@@ -86,7 +87,7 @@ def server(comfy_server):
     _write_png(inputs / "ltx2_first_frame.png", 64, 64, seed=1)
     _write_png(inputs / "ltx2_last_frame.png", 64, 64, seed=2)
     _write_png(inputs / "ltx2_wide.png", 128, 64, seed=3)  # 2:1, not the video's 1:1
-    _write_wav(inputs / "ltx2_sound.wav", seconds=1.0)
+    _write_wav(inputs / "ltx2_sound.wav", seconds=3.0)  # long enough for the audio retake's window [1 s, 2 s)
     _write_wav(inputs / "ltx2_short_sound.wav", seconds=0.1)
     return comfy_server
 
@@ -125,8 +126,8 @@ def probe_mp4(path: Path) -> dict:
 def test_every_shipped_workflow_has_an_api_twin():
     ui = sorted(p.stem for p in UI_DIR.glob("*.json"))
     api = sorted(p.stem for p in API_DIR.glob("*.json"))
-    assert ui == sorted(SHIPPED + SHIPPED_25), f"workflows/: {ui}"
-    assert api == sorted(SHIPPED + SHIPPED_25), f"tests/workflows_api/: {api}"
+    assert ui == api == sorted(SHIPPED + SHIPPED_25), f"workflows/: {ui} vs tests/workflows_api/: {api}"
+    assert len(SHIPPED) >= 7
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -192,12 +193,36 @@ def test_shipped_defaults_are_the_reference_ones():
 
 # --- end to end -----------------------------------------------------------------------------------
 
+def saved_audio(server, entry: dict) -> list[Path]:
+    out = server.base_dir / "output"
+    return [out / item.get("subfolder", "") / item["filename"] for node in entry.get("outputs", {}).values()
+            for item in node.get("audio", []) if str(item.get("filename", "")).endswith(".flac")]  # fmt: skip
+
+
+def probe_audio(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        assert not container.streams.video and container.streams.audio, f"{path.name}: expected sound only"
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        return {"seconds": samples / stream.rate, "rate": stream.rate}
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_workflow_runs_end_to_end(server, name):
     prompt = demo.tiny_prompt(load_api(name))
     before = output_files(server)
     entry = server.run_prompt(prompt, timeout=240)
     assert history_error(entry) is None, f"{name} failed:\n{history_error(entry)}\n{server.log_tail(30)}"
+    if any(n["class_type"] == "OpenLTXSaveAudio" for n in prompt.values()):  # text-to-audio, audio retake
+        sounds = saved_audio(server, entry)
+        assert len(sounds) == 1 and sounds[0].is_file(), f"{name}: outputs {entry.get('outputs')}"
+        assert set(sounds) == output_files(server) - before
+        latent = [n["inputs"] for n in prompt.values() if n["class_type"] == "OpenLTXEmptyLatent"]
+        expected = latent[0]["frames"] / latent[0]["fps"] if latent else 3.0  # else: the 3 s input sound
+        assert probe_audio(sounds[0])["seconds"] == pytest.approx(expected, abs=0.1), name
+        return
     videos = saved_mp4s(server, entry)
     assert len(videos) == 1 and videos[0].is_file(), f"{name}: outputs {entry.get('outputs')}"
     assert set(videos) == output_files(server) - before

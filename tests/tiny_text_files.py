@@ -28,10 +28,9 @@ import zlib
 from pathlib import Path
 
 import torch
+from real_aux_fixtures import published_config
 from safetensors.torch import save_file
 
-REAL_HEADERS = Path(__file__).resolve().parent / "data" / "real_headers"
-HEADER_FILES = {"2.0": "ltx-2-19b.config.json", "2.3": "ltx-2.3-22b.config.json"}
 HIDDEN_STATES = 3
 REGISTERS = 128
 LAYERS = 2
@@ -46,13 +45,9 @@ def widths(version: str, gemma_width: int | None = None) -> dict:
     return {"gemma": gemma_width or 12, "video": (2, 8), "audio": (2, 4), "gated": True}
 
 
-def real_config(version: str) -> dict:
-    return json.loads((REAL_HEADERS / HEADER_FILES[version]).read_text())
-
-
 def tiny_config(version: str, gemma_width: int | None = None) -> dict:
     """The published header config with the shape keys scaled to the tiny widths (no key added)."""
-    config = real_config(version)
+    config = published_config(version)
     t = config["transformer"]
     before = set(t)
     w = widths(version, gemma_width)

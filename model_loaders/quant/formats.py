@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
+from ..config_sources import listing
 from ..safetensors_file import TORCH_DTYPES, CheckpointError
 from . import fp8 as fp8_mod
 from . import int8 as int8_mod
@@ -46,8 +47,7 @@ def _fail(path, message: str) -> CheckpointError:
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW, quote=False)
 
 
 def is_gguf(path) -> bool:

@@ -9,7 +9,8 @@ weight     extra tensors                                 dequantized weight ``[o
 =========  ===========================================  ==========================================
 fp8 e4m3   ``weight_scale`` () [+ ``input_scale`` ()]    ``W_fp8 * weight_scale``; on CUDA >= 8.9 an
                                                          FP8 x FP8 ``torch._scaled_mm`` instead
-int8       ``weight_scale`` (out,)                       ``q * weight_scale[:, None]``
+int8       ``weight_scale`` (out,) or ()                 ``q * weight_scale``; on CUDA an INT8 x INT8
+                                                         ``torch._int_mm`` instead
 uint8      (GGUF bytes ``(out, row_bytes)``)             torch block dequantizer (``gguf_dequant``)
 int8       ``weight_scale`` (out, 1) or () — ComfyUI's   ``(q * s)`` un-rotated per group
 ConvRot    ``int8_tensorwise`` (LTX-2.5 comfy-int8-      (``int8_convrot.dequantize``); layers named
@@ -34,6 +35,9 @@ hands it the stored weight and converts / stores back through ``convert_weight``
 ``forward`` dequantizes first and applies a ``LowVramPatch``'s patches to the float weight itself
 (``comfy.lora.calculate_weight`` on ``patches[key]``, the same on every host); any other weight
 function gets the float weight, as core's own layers give it on both hosts.
+
+Quantized kernels (fp8 ``_scaled_mm``, int8 ``_int_mm``) and the GGUF dequantized-weight cache
+live in ``matmul.py``; ``forward`` tries them first and dequantizes when none applies.
 """
 
 from __future__ import annotations
@@ -47,15 +51,10 @@ from . import fp8 as fp8_mod
 from . import gguf_dequant as gd
 from . import int8 as int8_mod
 from . import int8_convrot
+from . import matmul as qmm
 from . import nvfp4
 
 _FP8_TYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-
-
-def _log_once(message: str) -> None:
-    import logging
-
-    logging.getLogger(__name__).warning(message)
 
 
 def _run_every_op():
@@ -242,8 +241,8 @@ def quantized_operations(
                 return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape)
             if kind == "fp8":
                 return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)
-            if kind == "int8":
-                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)[:, None]
+            if kind == "int8":  # per-channel (out,) or tensorwise () scale
+                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32).reshape(-1, 1)
             return weight
 
         def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
@@ -277,16 +276,10 @@ def quantized_operations(
             weight_fns = getattr(self, "weight_function", ())  # absent on plain torch layers
             for f in getattr(self, "bias_function", ()):
                 bias = apply_weight_function(f, bias)
-            if not weight_fns and raw.dtype == torch.float8_e4m3fn and self._scaled_mm:
-                if fp8_mod.scaled_mm_available(device):
-                    try:
-                        out = fp8_mod.scaled_mm_linear(input, raw, self.weight_scale, self.input_scale, bias)
-                    except RuntimeError as err:  # an unsupported shape/layout on this torch: dequantize instead
-                        _log_once(f"OpenLTX: torch._scaled_mm failed ({err}); fp8 layers fall back to bf16 matmuls")
-                        type(self)._scaled_mm = False
-                        out = None
-                    if out is not None:
-                        return out
+            if not weight_fns:  # quantized kernels / GGUF cache (matmul.py); per-call patches need the dequant path
+                out = qmm.quantized_linear(self, input, raw, bias)
+                if out is not None:
+                    return out
             weight = self._dequant(raw, dtype)
             for f in weight_fns:
                 weight = apply_weight_function(f, weight)
