@@ -8,7 +8,8 @@
   audio VAE, the spatial upscaler, the duration head) at 64 x 64 px (128 after a x2 upscale), 9
   frames, and writes an mp4 with a video and an audio stream of the right length;
 * the graphs follow Comfy-Org's LTX-2.5 templates: distilled sigmas, no guidance, CRF 18 for
-  images, stage-2 re-noise to 0.85 (templates) or 0.909375 (the reference distilled run).
+  images, stage-2 re-noise to 0.85 (templates) or 0.909375 (the reference distilled run);
+* nothing reaches out: the session server's network guard logs no attempt (see test_privacy.py).
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def test_ltx25_workflow_runs_end_to_end(server, name):
     side = 128 if any(n["class_type"] == "OpenLTXLatentUpscale" for n in prompt.values()) else 64
     assert info["frames"] == TINY_FRAMES and info["fps"] == FPS and info["size"] == (side, side), info
     assert info["audio_seconds"] == pytest.approx(TINY_FRAMES / FPS, abs=0.1), info
+    # privacy (as test_privacy.py for the other workflows): the embedded Gemma 4 tokenizer and every 2.5 file
+    # load without any network attempt from the guarded server
+    assert server.network_attempts() == [], f"network access attempted: {server.network_attempts()}"
 
 
 def test_every_25_workflow_is_shipped():
