@@ -197,7 +197,8 @@ _PRESETS = (
     Preset("ltx-2.5-gemma4-int8", "Gemma 4 12B + the LTX-2.5 text projection, comfy-int8-convrot (text_encoders/)",
            (_ltx25("gemma4-12b-with-proj-ltx-2.5-comfy-int8-convrot.safetensors", "text_encoders", 15_372_971_786),)),
     Preset("ltx-2.5-vae", "LTX-2.5 video VAE (diffusion decoder), its conv variant and the audio VAE + vocoder (vae/)",
-           (_ltx25("ltx-2.5-video-vae-bf16.safetensors", "vae"), _ltx25("ltx-2.5-video-vae-conv-bf16.safetensors", "vae"),
+           (_ltx25("ltx-2.5-video-vae-bf16.safetensors", "vae"),
+            _ltx25("ltx-2.5-video-vae-conv-bf16.safetensors", "vae"),
             _ltx25("ltx-2.5-audio-vae-bf16.safetensors", "vae"))),
     Preset("ltx-2.5-duration-head", "LTX-2.5 duration head: the clip length from the prompt (model_patches/)",
            (_ltx25("ltx-2.5-duration-head-bf16.safetensors", "model_patches"),)),
@@ -279,7 +280,8 @@ COMMUNITY_PRESETS = (
 
 
 LTX25_WORKFLOW_FILES = (
-    "ltx-2.5-22b-distilled-transformer-comfy-int8-convrot.safetensors", "ltx-2.5-22b-distilled-transformer-bf16.safetensors",
+    "ltx-2.5-22b-distilled-transformer-comfy-int8-convrot.safetensors",
+    "ltx-2.5-22b-distilled-transformer-bf16.safetensors",
     "gemma4-12b-with-proj-ltx-2.5-comfy-int8-convrot.safetensors", "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors",
     "ltx-2.5-video-vae-bf16.safetensors", "ltx-2.5-audio-vae-bf16.safetensors",
     "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors", "ltx-2.5-duration-head-bf16.safetensors",
