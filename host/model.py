@@ -313,7 +313,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 ``context_mask`` ``(B, L)``, ``openltx_keyframes`` / ``openltx_reference``
                 (appended tokens), ``openltx_denoise_mask`` (see module doc).
             transformer_options: ``openltx_denoise_mask`` ``[video_mask, audio_mask]``,
-                ``openltx_perturbations`` (see module doc).
+                ``openltx_perturbations`` (see module doc), ``openltx_multigpu`` (the
+                workers that run the blocks instead of this process, ``host/multigpu.py``).
         Returns:
             velocities shaped like ``x``: a list ``[video_v, audio_v]`` for two streams, a
             tensor for one stream (also when ``x`` is a one-element list).
@@ -381,8 +382,12 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 context_mask=context_mask,
             )
         perturbations = _perturbations(transformer_options, batch)
-        with speed.call_options(transformer_options) as fast:  # attention kernel, compile, quant matmuls
-            out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point, **fast)
+        runner = transformer_options.get(MULTIGPU_KEY) if transformer_options else None
+        if runner is not None:  # LTX-2 Multi-GPU: the workers run the blocks (host/multigpu.py)
+            out_v, out_a = runner.forward(self, video_in, audio_in, perturbations, transformer_options)
+        else:
+            with speed.call_options(transformer_options) as fast:  # attention kernel, compile, quant matmuls
+                out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point, **fast)
         results = {}
         if video is not None:
             noisy = math.prod(video.shape[2:])  # appended conditioning tokens are dropped
@@ -423,6 +428,7 @@ class LTX2DiffusionModel(LTXAVTransformer):
 
 
 PERTURBATIONS_KEY = "openltx_perturbations"
+MULTIGPU_KEY = "openltx_multigpu"  # a host.multigpu.MultiGPURunner set by LTX-2 Multi-GPU
 
 
 def _perturbations(transformer_options: Mapping[str, Any], batch: int) -> Perturbations | None:

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .attention_backends import sdpa_attention
+from .attention_backends import for_role, sdpa_attention
 from .config import RopeType
 from .ops import resolve
 from .rope import apply_interleaved_rope, apply_split_rope
@@ -50,6 +50,7 @@ class Attention(torch.nn.Module):
         inner = heads * head_dim
         context_dim = query_dim if context_dim is None else context_dim
         self.heads, self.head_dim, self.rope_type = heads, head_dim, rope_type
+        self.role: str | None = None  # attention_backends.ROLES, set by the block
         kw = {"dtype": dtype, "device": device}
         self.q_norm = ops.RMSNorm(inner, eps=eps, elementwise_affine=True, **kw)
         self.k_norm = ops.RMSNorm(inner, eps=eps, elementwise_affine=True, **kw)
@@ -114,7 +115,7 @@ class Attention(torch.nn.Module):
                 k, vh = k.index_select(0, kv_index), vh.index_select(0, kv_index)
             if bias is not None:
                 bias = bias.to(q.dtype)
-            out = (attention or sdpa_attention)(q, k, vh, bias)  # (B, T, H*d)
+            out = for_role(attention or sdpa_attention, self.role)(q, k, vh, bias)  # (B, T, H*d)
             if keep is not None:
                 out = torch.lerp(v, out, keep.to(out.dtype))
         if self.to_gate_logits is not None:

@@ -22,6 +22,12 @@ Backends (``get(name)``):
 
 ``traceable`` says whether ``torch.compile`` may trace into the backend (the SDPA family);
 the transformer hides the others behind a graph break.  Nothing here imports a host.
+
+Roles.  Each attention of a block has a role (``ROLES``: video / audio self-attention, text
+cross-attention, audio->video and video->audio).  A kernel object with a ``for_role(role)``
+method is asked for the kernel of each role (``for_role``); a sequence-parallel kernel
+(``parallel/``) uses that to exchange tokens only where keys are sharded.  Plain kernels
+ignore roles.
 """
 
 from __future__ import annotations
@@ -180,6 +186,23 @@ BACKENDS = {
     "sdpa_math": SDPAAttention("sdpa_math", "MATH"),
     "sage": SageAttention(),
 }
+
+
+# Checkpoint module name of each attention in a block -> its role.
+ROLES = {
+    "attn1": "video_self",
+    "attn2": "video_text",
+    "audio_attn1": "audio_self",
+    "audio_attn2": "audio_text",
+    "audio_to_video_attn": "a2v",
+    "video_to_audio_attn": "v2a",
+}
+
+
+def for_role(kernel, role: str | None):
+    """The kernel one attention runs: ``kernel.for_role(role)`` when the kernel has roles, else ``kernel``."""
+    pick = getattr(kernel, "for_role", None)
+    return kernel if pick is None else pick(role)
 
 
 def get(name: str):

@@ -125,6 +125,9 @@ class AVTransformerBlock(torch.nn.Module):
             # Rows: (scale, shift) for a2v, (scale, shift) for v2a, gate.
             self.scale_shift_table_a2v_ca_audio = torch.nn.Parameter(torch.empty(5, d, **pkw))
             self.scale_shift_table_a2v_ca_video = torch.nn.Parameter(torch.empty(5, D, **pkw))
+        for name, role in attention_backends.ROLES.items():  # which attention is which (sequence parallel)
+            if hasattr(self, name):
+                getattr(self, name).role = role
         if cfg.cross_attention_adaln:
             if cfg.has_video:
                 self.prompt_scale_shift_table = torch.nn.Parameter(torch.empty(2, D, **pkw))

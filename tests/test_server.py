@@ -50,6 +50,7 @@ EXPECTED_NODES = {
     "OpenLTXRenoise": ("latent", "sigma", "noise_seed"),
     "OpenLTXCompile": ("model", "mode", "dynamic"),
     "OpenLTXAttention": ("model", "backend"),
+    "OpenLTXMultiGPU": ("model", "workers", "device", "ray_address", "cfg_degree", "ulysses_degree", "ring_degree"),
     "OpenLTXQuantMatmul": ("model", "fp8_matmul", "int8_matmul", "gguf_cache_gb"),
     "OpenLTXEnhancePrompt": ("text_encoder", "prompt", "seed", "max_new_tokens", "system_prompt"),
     "OpenLTXReferenceAudio": ("model", "positive", "negative", "reference_audio", "audio_vae",
