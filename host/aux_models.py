@@ -8,7 +8,10 @@ GPU).  These objects are the values of the pack's own types ``OPENLTX_VAE``,
 ``OPENLTX_AUDIO_VAE`` (audio VAE + vocoder in one ``ModuleDict``) and ``OPENLTX_UPSCALER``.
 
 The VAE loader takes the parts from one or two files (a bundle; or a video VAE file and an
-audio VAE + vocoder file, as Kijai and unsloth publish them).  An output whose part no file
+audio VAE + vocoder file, as Kijai, unsloth and Lightricks for LTX-2.5 publish them).  A video
+VAE file with a diffusion decoder (LTX-2.5's DiffVAE, ``aux_parts.Part.decoder``) loads as
+``ltx2.diffusion_vae.DiffusionVAE``, which has the conv VAE's encode / decode API: decoding then
+runs its single denoising step from noise drawn with the decode node's seed.  An output whose part no file
 holds is an ``Unavailable`` placeholder: using it raises its message, which says what is
 missing and which published files carry it.
 
@@ -31,6 +34,7 @@ import comfy.nested_tensor
 import comfy.ops
 
 from ..model_loaders.aux_parts import Part, find_parts, where_to_get
+from ..model_loaders.diffusion_vae_loading import load_diffusion_vae
 from ..model_loaders.safetensors_file import read_header
 from ..model_loaders.upsampler_loading import load_upsampler
 from ..model_loaders.video_vae_loading import load_video_vae
@@ -143,7 +147,9 @@ def load_vae_files(paths: list[str], dtype_choice: str = "default",
     names = _names(paths)
     verb = "has" if len(paths) == 1 else "have"
     if "video_vae" in found:
-        module = load_video_vae(found["video_vae"][0], dtype=dtype, device=offload_device, operations=OPERATIONS)
+        path, part = found["video_vae"]
+        load = load_diffusion_vae if part.decoder == "diffusion" else load_video_vae
+        module = load(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
         video = AuxModel(module, kind="video VAE", source=found["video_vae"][0], load_device=load_device,
                          offload_device=offload_device)  # fmt: skip
         previews.register_video_vae(video)  # preview colours fitted to this VAE (host/previews.py)
@@ -251,7 +257,8 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     """Yield the decoded video as ``(B, f, H, W, 3)`` float32 chunks in [0, 1] on the
     intermediate device (CPU), in temporal order; only one tile's frames live on the GPU.
 
-    ``timestep`` / ``noise_scale`` / ``seed`` matter only for a timestep-conditioned decoder.
+    ``timestep`` / ``noise_scale`` matter only for a timestep-conditioned conv decoder; ``seed``
+    draws its noise, or the LTX-2.5 diffusion decoder's starting noise.
     """
     module = vae.module
     module.check_latent(latent)
@@ -266,15 +273,16 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     x = latent.to(device=device, dtype=vae.dtype)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     out_device = mm.intermediate_device()
-    saved = module.decode_noise_scale
-    if noise_scale is not None:  # decode_chunks has no noise-scale argument: set it for this run
+    saved = getattr(module, "decode_noise_scale", None)  # the DiffVAE has none
+    if noise_scale is not None and saved is not None:  # decode_chunks has no noise-scale argument: set it for this run
         module.decode_noise_scale = float(noise_scale)
     try:
         for chunk in T.decode_chunks(module, x, config, timestep=timestep, progress=progress, generator=generator,
                                      interrupt=interrupt):  # fmt: skip
             yield ((chunk.float() + 1.0) * 0.5).clamp_(0.0, 1.0).permute(0, 2, 3, 4, 1).to(out_device)
     finally:
-        module.decode_noise_scale = saved
+        if saved is not None:
+            module.decode_noise_scale = saved
 
 
 def encode_image(vae: AuxModel, images: torch.Tensor) -> torch.Tensor:

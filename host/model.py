@@ -75,6 +75,14 @@ stream's σ for the A↔V and prompt modulations stays the step's σ.  ComfyUI's
 ``x0·m + clean·(1 − m)`` after every step (as LTX-2's own samplers do).  Masks whose batch
 is smaller than the model call's (cond + uncond batched) are repeated.
 
+LTX-2.5 keyframe marker
+-----------------------
+An LTX-2.5 model adds its learned ``keyframes_abs_pos_embedding`` to the video tokens that encode
+one pixel frame.  This adapter marks them as ComfyUI core does: the tokens of latent frame 0 of
+the latent being sampled (temporal start 0; this includes an image put in place by LTX-2 Image
+to Video), never appended keyframe / reference tokens.  (diffusers' standard LTX-2.5 pipelines
+pass no mask; its DFR pipelines mark frame 0 too.)
+
 The channel counts above are the released models' (the tiny test checkpoints of
 ``tools/make_tiny_checkpoint.py`` use them too, so they sample LTX-2 Empty Latent's output
 as is).  A MODEL checks latents against its own config (``in_channels``,
@@ -337,10 +345,11 @@ class LTX2DiffusionModel(LTXAVTransformer):
         video_in = audio_in = None
         if video is not None:
             _, _, f, h, w = video.shape
+            base_positions = P.video_positions(batch, f, h, w, fps, device=device)
             tokens, timesteps, positions, attention = C.append_tokens(
                 P.patchify_video(video),
                 per_token(video_mask),
-                P.video_positions(batch, f, h, w, fps, device=device),
+                base_positions,
                 sigma,
                 fps,
                 keyframes=kwargs.get(KEYFRAMES_KEY) or (),
@@ -354,6 +363,7 @@ class LTX2DiffusionModel(LTXAVTransformer):
                 context=context,
                 context_mask=context_mask,
                 attention_mask=attention,
+                keyframe_mask=self._keyframe_mask(base_positions, tokens.shape[1]),
             )
         if audio is not None:
             if audio_context is None:
@@ -392,6 +402,16 @@ class LTX2DiffusionModel(LTXAVTransformer):
         # bare tensor).
         return results[order[0]]
 
+
+    def _keyframe_mask(self, base_positions: torch.Tensor, total_tokens: int) -> torch.Tensor | None:
+        """``(B, T)`` LTX-2.5 keyframe marker mask, as ComfyUI core marks tokens: the generated latent's
+        tokens whose temporal start is 0 (latent frame 0: one pixel frame of the causal VAE, also an
+        i2v image put in place); appended keyframe / reference tokens never.  ``None`` for models
+        without the marker (2.0 / 2.3)."""
+        if not self.config.use_keyframes_abs_pos_embedding:
+            return None
+        first = base_positions[:, 0, :, 0] == 0  # (B, F*H*W)
+        return torch.nn.functional.pad(first, (0, total_tokens - first.shape[1]), value=False)
 
     def _check_channels(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> None:
         cfg = self.config

@@ -94,21 +94,24 @@ def _check_keys(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source:
     )
 
 
-def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device, gguf_layers=None, quantized=False) -> LTX2Model:
+def _new_model(config: TransformerConfig, weight_dtype: torch.dtype, load_device, gguf_layers=None, quantized=False,
+               int8_layers=None, nvfp4_layers=()) -> LTX2Model:  # fmt: skip
     """``LTX2Model`` on the meta device with ``comfy.ops`` layers for ``weight_dtype``.
 
-    ``quantized``: build Linears that take fp8 / int8 / GGUF weights (``quant.ops``);
-    ``gguf_layers`` maps bare layer names to (ggml type, (out, in)).
+    ``quantized``: build Linears that take fp8 / int8 / GGUF / NVFP4 weights (``quant.ops``);
+    ``gguf_layers`` maps bare layer names to (ggml type, (out, in)), ``int8_layers`` ComfyUI int8
+    layers to their ConvRot group, ``nvfp4_layers`` names the NVFP4 layers.
     """
     manual_cast = mm.unet_manual_cast(weight_dtype, load_device, SUPPORTED_DTYPES)
     model_config = LTX2ModelConfig(config)
     model_config.set_inference_dtype(weight_dtype, manual_cast)
-    if quantized or gguf_layers:
+    if quantized or gguf_layers or int8_layers or nvfp4_layers:
         import comfy.ops
 
         base = comfy.ops.pick_operations(weight_dtype, manual_cast, load_device=load_device)
         model_config.custom_operations = quantized_operations(
-            base, gguf_layers=gguf_layers, dense_dtype=weight_dtype, scaled_mm=fp8_scaled_mm_enabled()
+            base, gguf_layers=gguf_layers, dense_dtype=weight_dtype, scaled_mm=fp8_scaled_mm_enabled(),
+            int8_layers=int8_layers, nvfp4_layers=nvfp4_layers,
         )
     return LTX2Model(model_config, device=torch.device("meta"))
 
@@ -209,7 +212,7 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str =
         info.path,
         "transformer",
         {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()},
-        {k[len(prefix):]: tuple(info.shapes[k]) for k in keys},
+        {k[len(prefix):]: checkpoint.unsqueezed_shape(k[len(prefix):], info.shapes[k]) for k in keys},
         prefix,
     )
     progress = _progress(len(keys))
@@ -264,36 +267,76 @@ def _linear_layers(model: LTX2Model) -> set[str]:
 
 
 def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, offload_device):
-    """fp8 / ComfyUI fp8 files, or a dense file quantized on load."""
+    """fp8 / ComfyUI quantized files (fp8, int8 ConvRot, NVFP4), or a dense file quantized on load."""
     path, prefix = info.path, info.transformer_prefix
     if fmt != "dense":
         _ignore_quantize(kind, path, fmt)
         kind = None
-    dense_keys = [k for k in keys if not info.dtypes[k].startswith("F8") and not k.endswith(("_scale", "scale_weight", "scale_input"))]
+    dense_keys = [k for k in keys if not info.dtypes[k].startswith("F8") and not k.endswith(("_scale", "scale_weight", "scale_input", "_scale_2"))]
     dtype = pick_weight_dtype(weight_dtype, _file_weight_dtype(info, dense_keys) or torch.bfloat16, load_device, _numel(info, keys))
-    model = _new_model(config, dtype, load_device, quantized=True)
+    int8_layers, nvfp4_layers = {}, set()
     if fmt == "comfy_quant":
         from ..model_loaders.safetensors_file import load_tensors
 
         markers = load_tensors(path, [k for k in keys if k.endswith(".comfy_quant")])
-        qformats.comfy_quant_layers(path, info.metadata, markers, prefix)
-    file_shapes, quantized = {}, []
+        layers = qformats.comfy_quant_layers(path, info.metadata, markers, prefix, accept_int8=True, accept_nvfp4=True)
+        int8_layers, nvfp4_layers = _comfy_layer_tables(layers)
+    model = _new_model(config, dtype, load_device, quantized=True, int8_layers=int8_layers, nvfp4_layers=nvfp4_layers)
+    model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
+    file_shapes, quantized, nvfp4_keys = {}, [], []
     for k in keys:
         canon = qformats.normalise_key(k[len(prefix):], fmt)
         if canon is None:
             continue
-        file_shapes[canon] = tuple(info.shapes[k])
-        if info.dtypes[k].startswith("F8") or (info.dtypes[k] == "I8" and canon.endswith(".weight")):
+        file_shapes[canon] = checkpoint.unsqueezed_shape(canon, info.shapes[k])
+        if canon.endswith(".weight") and canon[: -len(".weight")] in nvfp4_layers:
+            _check_nvfp4_storage(info, prefix, canon, model_shapes.get(canon))
+            file_shapes[canon] = model_shapes.get(canon, file_shapes[canon])  # the logical [out, in]
+            nvfp4_keys.append(canon)
+        elif canon.endswith(".weight") and (info.dtypes[k].startswith("F8") or info.dtypes[k] == "I8"):
             quantized.append(canon)
-    model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
-    qformats.check_keys(path, model_shapes, file_shapes, quantized)
+    qformats.check_keys(path, model_shapes, file_shapes, quantized, nvfp4=nvfp4_keys)
     layers = qformats.quantize_plan(_linear_layers(model)) if kind else ()
     sd = qformats.read_safetensors_transformer(
         path, keys, prefix, fmt, dtype, device=offload_device, quantize=kind, quantize_layers=layers,
         progress=_progress(len(keys)),
     )
-    log.info("OpenLTX: weight format %s%s", fmt, f", quantized on load to {kind}" if kind else "")
+    checkpoint.restore_squeezed(sd)
+    shown = f", {len(int8_layers)} int8 (ConvRot) and {len(nvfp4_layers)} NVFP4 layers" if int8_layers or nvfp4_layers else ""
+    log.info("OpenLTX: weight format %s%s%s", fmt, f", quantized on load to {kind}" if kind else "", shown)
     return _fill(model, sd, load_device, offload_device, str(path), checked=True)
+
+
+def _comfy_layer_tables(layers: Mapping[str, dict]) -> tuple[dict[str, int], set[str]]:
+    """(ComfyUI int8 layers -> ConvRot group (0: none), NVFP4 layers) of a comfy_quant layer table."""
+    from ..model_loaders.quant import int8_convrot, nvfp4
+
+    int8_layers, nvfp4_layers = {}, set()
+    for name, conf in layers.items():
+        int8 = int8_convrot.layer_config(conf)
+        if int8 is not None:
+            int8_layers[name] = int8.group_size
+        elif conf.get("format") == nvfp4.FORMAT:
+            nvfp4_layers.add(name)
+    return int8_layers, nvfp4_layers
+
+
+def _check_nvfp4_storage(info, prefix: str, canon: str, logical) -> None:
+    """An NVFP4 layer's stored weight / block scales must hold the model's ``[out, in]``."""
+    from ..model_loaders.quant import nvfp4
+
+    wkey = prefix + canon
+    skey = wkey[: -len(".weight")] + ".weight_scale"
+    stored, scales = info.shapes.get(wkey), info.shapes.get(skey)
+    if logical is None or scales is None:
+        return  # check_keys names the unexpected / missing key
+    if info.dtypes.get(wkey) != "U8" or not nvfp4.fits(logical, stored, scales):
+        want_w, want_s = nvfp4.storage_shapes(*logical)
+        raise ModelLoadError(
+            f"{info.path}: the layer {wkey!r} is marked 'nvfp4', so it should hold a {logical[0]} x {logical[1]} weight as U8 {list(want_w)} "
+            f"+ F8_E4M3 block scales {list(want_s)}; the file has {info.dtypes.get(wkey)} {list(stored)} + "
+            f"{info.dtypes.get(skey)} {list(scales)}. The file is corrupt or belongs to another model."
+        )
 
 
 def _load_gguf(info, config: TransformerConfig, weight_dtype, load_device, offload_device):
@@ -318,8 +361,10 @@ def _load_gguf(info, config: TransformerConfig, weight_dtype, load_device, offlo
     table = {name[: -len(".weight")]: (t.qtype, t.shape) for name, t in tensors.items() if keeps_bytes(name, t)}
     model = _new_model(config, dtype, load_device, gguf_layers=table)
     model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
-    qformats.check_keys(path, model_shapes, {k: t.shape for k, t in tensors.items()}, (), what="GGUF transformer")
+    file_shapes = {k: checkpoint.unsqueezed_shape(k, t.shape) for k, t in tensors.items()}
+    qformats.check_keys(path, model_shapes, file_shapes, (), what="GGUF transformer")
     sd = {name: t.raw if keeps_bytes(name, t) else t.dequantize().to(dtype) for name, t in tensors.items()}
+    checkpoint.restore_squeezed(sd)  # LTX-2.5's keyframe marker: [width] in GGUF, [1, width] in the model
     arch = info.metadata.get("general.architecture", "?")
     log.info("OpenLTX: GGUF (%s) with %d quantized Linears", arch, len(table))
     return _fill(model, sd, load_device, offload_device, str(path), checked=True)

@@ -1,4 +1,9 @@
-"""The whole LTX-2 text path, lazily: prompt -> cache or (Gemma 3 -> projector) -> contexts.
+"""The whole LTX-2 text path, lazily: prompt -> cache or (Gemma -> projector) -> contexts.
+
+Gemma 3 12B for LTX-2 / 2.3; for LTX-2.5 the single Gemma 4 file
+(``gemma4-12b-with-proj-ltx-2.5-*.safetensors``: config in its header, tokenizer embedded, the
+text projection inside), recognised by ``gemma4_loading.is_gemma4_file``.  The connectors come
+from the LTX file picked with it (the 2.5 transformer file holds them).
 
 ``LTXTextEncoder`` is what the ``OPENLTX_TEXT_ENCODER`` socket carries.  Constructing it reads
 headers only (the Gemma file / folder, the LTX checkpoint and an optional extra file that holds
@@ -25,6 +30,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..model_loaders.gemma4_loading import inspect_gemma4, is_gemma4_file
 from ..model_loaders.gemma_loading import GemmaSource, inspect_gemma, param_shape
 from ..model_loaders.gemma_lora import GemmaLoraSpec, inspect_gemma_lora
 from ..model_loaders.gemma_tokenizer import MAX_LENGTH
@@ -39,11 +45,20 @@ def cpu_placement(weight_bytes: int, activation_bytes: int) -> tuple[torch.devic
     return torch.device("cpu"), None
 
 
+def inspect_text_model(path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> GemmaSource:
+    """The ``GemmaSource`` of a Gemma 4 file (LTX-2.5) or of a Gemma 3 file / folder (headers only)."""
+    p = os.fspath(path)
+    if os.path.isfile(p) and p.lower().endswith((".safetensors", ".sft")) and is_gemma4_file(p):
+        return inspect_gemma4(p)
+    return inspect_gemma(path, tokenizer)
+
+
 class LTXTextEncoder:
-    """Gemma 3 + the LTX text projection and connectors (from whichever files hold them), with a prompt cache.
+    """Gemma + the LTX text projection and connectors (from whichever files hold them), with a prompt cache.
 
     Args:
-        gemma_path: a Gemma 3 file or Hugging Face folder (it may also hold the text projection).
+        gemma_path: a Gemma 3 file or Hugging Face folder (it may also hold the text projection), or
+            the LTX-2.5 Gemma 4 file (it holds the projection and its tokenizer).
         ltx_checkpoint: the LTX file picked with it (bundle, transformer-only, ...).
         extra_file: another file with text parts (Kijai's connector / projection files, unsloth's
             connector file, ...); None when there is none.
@@ -66,7 +81,7 @@ class LTXTextEncoder:
         self.dtype = dtype
         self.placement = placement
         self.max_length = max_length
-        self.source: GemmaSource = inspect_gemma(gemma_path, tokenizer)
+        self.source: GemmaSource = inspect_text_model(gemma_path, tokenizer)
         sources = [(ltx_checkpoint, "ltx_checkpoint"), (extra_file, "extra_file"), (gemma_path, "text_encoder")]
         self.parts: TextParts = find_text_parts(sources, text_hidden_size=self.source.hidden_size,
                                                 text_hidden_states=self.source.num_hidden_states)  # fmt: skip

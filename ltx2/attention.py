@@ -127,23 +127,27 @@ class Attention(torch.nn.Module):
 class _GeluProjection(torch.nn.Module):
     """``Linear`` followed by tanh-approximated GELU (checkpoint name ``ff.net.0.proj``)."""
 
-    def __init__(self, dim_in: int, dim_out: int, ops, **kw) -> None:
+    def __init__(self, dim_in: int, dim_out: int, ops, bias: bool = True, **kw) -> None:
         super().__init__()
-        self.proj = ops.Linear(dim_in, dim_out, bias=True, **kw)
+        self.proj = ops.Linear(dim_in, dim_out, bias=bias, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.proj(x), approximate="tanh")
 
 
 class FeedForward(torch.nn.Module):
-    """``D → 4D → D`` MLP with GELU(tanh); weights ``net.0.proj`` and ``net.2``."""
+    """``D → 4D → D`` MLP with GELU(tanh); weights ``net.0.proj`` and ``net.2``.
 
-    def __init__(self, dim: int, mult: int = 4, *, operations=None, dtype=None, device=None) -> None:
+    ``bias=False``: both Linears without bias (LTX-2.5's video feed-forward).
+    """
+
+    def __init__(self, dim: int, mult: int = 4, *, bias: bool = True, operations=None, dtype=None, device=None) -> None:
         super().__init__()
         ops = resolve(operations)
         kw = {"dtype": dtype, "device": device}
         self.net = torch.nn.ModuleList(
-            [_GeluProjection(dim, dim * mult, ops, **kw), torch.nn.Identity(), ops.Linear(dim * mult, dim, **kw)]
+            [_GeluProjection(dim, dim * mult, ops, bias=bias, **kw), torch.nn.Identity(),
+             ops.Linear(dim * mult, dim, bias=bias, **kw)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """Transformer configuration: every size and switch of the joint audio+video transformer.
 
+LTX-2.0 (19B), LTX-2.3 (22B) and LTX-2.5 (22B: the 2.3 block without the video feed-forward
+biases, plus a learned ``keyframes_abs_pos_embedding`` for single-frame video tokens).
+
 A ``TransformerConfig`` holds two kinds of values:
 
 * *shape* values (``SHAPE_KEYS``, ``caption_channels`` and the LTX-2.3 switches): for a
@@ -79,9 +82,13 @@ FIXED_VALUES: Mapping[str, Any] = {
 
 # LTX-2.3 feature switches.  Absent in LTX-2.0 headers, where they mean "off".
 OPTIONAL_FLAGS = ("apply_gated_attention", "cross_attention_adaln", "caption_proj_before_connector")
+# LTX-2.5 shape switches with their pre-2.5 values (absent in 2.0 / 2.3 headers): ``ff_bias`` false
+# drops the biases of the *video* feed-forward only (the audio one keeps them, as in diffusers
+# 0.42.1); ``use_keyframes_abs_pos_embedding`` adds the learned (1, video width) keyframe marker.
+V25_FLAGS: Mapping[str, bool] = {"ff_bias": True, "use_keyframes_abs_pos_embedding": False}
 
-# The numeric settings of every published LTX-2.0 and LTX-2.3 header (``config.transformer``):
-# identical in both versions.  A file without a header config gets these.
+# The numeric settings of every published LTX-2.0, LTX-2.3 and LTX-2.5 header
+# (``config.transformer``): identical in all three.  A file without a header config gets these.
 RELEASED_NUMERICS: Mapping[str, Any] = {
     "rope_type": "split",
     "frequencies_precision": "float64",
@@ -110,13 +117,13 @@ FROM_SHAPE, FROM_HEADER, FROM_RELEASED = "shape", "header", "released default"
 
 
 def released_numerics(version: str) -> dict:
-    """The numeric header values of the published LTX ``version`` files ("2.0" / "2.3"), connectors included.
+    """The numeric header values of the published LTX ``version`` files ("2.0" / "2.3" / "2.5"), connectors included.
 
-    A fresh dict: ``RELEASED_NUMERICS`` + ``RELEASED_CONNECTOR_NUMERICS`` (the same for both
-    versions; the argument documents which file fingerprint chose them).
+    A fresh dict: ``RELEASED_NUMERICS`` + ``RELEASED_CONNECTOR_NUMERICS`` (the same for every
+    version; the argument documents which file fingerprint chose them).
     """
-    if version not in ("2.0", "2.3"):
-        raise ValueError(f"released values exist for LTX 2.0 and 2.3, not {version!r}")
+    if version not in ("2.0", "2.3", "2.5"):
+        raise ValueError(f"released values exist for LTX 2.0, 2.3 and 2.5, not {version!r}")
     return {k: list(v) if isinstance(v, list) else v for k, v in {**RELEASED_NUMERICS, **RELEASED_CONNECTOR_NUMERICS}.items()}
 
 
@@ -151,6 +158,8 @@ class TransformerConfig:
     apply_gated_attention: bool = False
     cross_attention_adaln: bool = False
     caption_proj_before_connector: bool = False
+    ff_bias: bool = True  # False in LTX-2.5: the video feed-forward has no biases
+    use_keyframes_abs_pos_embedding: bool = False  # LTX-2.5's learned marker of single-frame tokens
     has_video: bool = True
     has_audio: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
@@ -206,6 +215,7 @@ class TransformerConfig:
         rope, fp64 = parse_rope(transformer, source)
         caption_channels = transformer.get("caption_channels")
         flags = {k: bool(transformer.get(k, False)) for k in OPTIONAL_FLAGS}
+        flags.update({k: bool(transformer.get(k, default)) for k, default in V25_FLAGS.items()})
         if caption_channels is None and not flags["caption_proj_before_connector"]:
             raise ConfigError(
                 f"{source}: config.transformer lacks 'caption_channels', needed to build the caption projection."
@@ -234,7 +244,8 @@ class TransformerConfig:
             rope_fp64_grid=fp64,
             norm_eps=float(transformer["norm_eps"]),
             extra=dict(transformer),
-            provenance={k: FROM_HEADER for k in (*SHAPE_KEYS, *NUMERIC_KEYS, "caption_channels", *OPTIONAL_FLAGS)},
+            provenance={k: FROM_HEADER for k in (*SHAPE_KEYS, *NUMERIC_KEYS, "caption_channels", *OPTIONAL_FLAGS,
+                                                 *V25_FLAGS)},
             **flags,
         )
         cfg.validate(source)
@@ -299,6 +310,9 @@ class TransformerConfig:
         for k in OPTIONAL_FLAGS:
             if getattr(self, k):
                 out[k] = True
+        for k, default in V25_FLAGS.items():
+            if getattr(self, k) != default:
+                out[k] = getattr(self, k)
         for k, v in FIXED_VALUES.items():
             out.setdefault(k, v)
         return out

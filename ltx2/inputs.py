@@ -27,6 +27,9 @@ class StreamInput:
         attention_mask: optional ``(B, T, T)`` self-attention strengths in [0, 1]; turned into a
             log-space additive bias (0 → fully masked).
         enabled: ``False`` leaves this stream's tokens untouched by every block.
+        keyframe_mask: optional ``(B, T)`` video tokens (1 / True) that receive LTX-2.5's learned
+            ``keyframes_abs_pos_embedding`` after the input projection; ignored by models
+            without it and for audio.
     """
 
     latent: torch.Tensor
@@ -37,6 +40,7 @@ class StreamInput:
     context_mask: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     enabled: bool = True
+    keyframe_mask: torch.Tensor | None = None
 
 
 class Skip(str, Enum):

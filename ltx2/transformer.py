@@ -1,4 +1,4 @@
-"""The joint audio+video LTX-2 transformer (19B LTX-2.0 and 22B LTX-2.3).
+"""The joint audio+video LTX-2 transformer (19B LTX-2.0, 22B LTX-2.3 and LTX-2.5).
 
 Two token streams run side by side through ``num_layers`` blocks: video (width ``D``, 4096 in
 19B) and audio (width ``d``, 2048).  Each block does, per stream: modulated self-attention
@@ -109,7 +109,7 @@ class AVTransformerBlock(torch.nn.Module):
         if cfg.has_video:
             self.attn1 = Attention(D, None, cfg.num_attention_heads, cfg.attention_head_dim, **common)
             self.attn2 = Attention(D, cfg.cross_attention_dim, cfg.num_attention_heads, cfg.attention_head_dim, **common)
-            self.ff = FeedForward(D, **kw)
+            self.ff = FeedForward(D, bias=cfg.ff_bias, **kw)
             self.scale_shift_table = torch.nn.Parameter(torch.empty(cfg.adaln_rows, D, **pkw))
         if cfg.has_audio:
             heads, hd = cfg.audio_num_attention_heads, cfg.audio_attention_head_dim
@@ -281,6 +281,8 @@ class LTXAVTransformer(torch.nn.Module):
         D, d = cfg.video_dim, cfg.audio_dim
         if cfg.has_video:
             self.patchify_proj = ops.Linear(cfg.in_channels, D, bias=True, **lkw)
+            if cfg.use_keyframes_abs_pos_embedding:  # LTX-2.5
+                self.keyframes_abs_pos_embedding = torch.nn.Parameter(torch.empty(1, D, **lkw))
             if cfg.has_caption_projection:
                 self.caption_projection = CaptionProjection(cfg.caption_channels, D, **kw)
             self.adaln_single = AdaLNSingle(D, rows, **kw)
@@ -392,6 +394,10 @@ class LTXAVTransformer(torch.nn.Module):
         heads = cfg.audio_num_attention_heads if audio else cfg.num_attention_heads
         max_pos = cfg.audio_positional_embedding_max_pos if audio else cfg.positional_embedding_max_pos
         x = getattr(self, p + "patchify_proj")(inp.latent)
+        if not audio and inp.keyframe_mask is not None and cfg.use_keyframes_abs_pos_embedding:
+            # LTX-2.5: the learned marker on tokens that encode one pixel frame (``StreamInput.keyframe_mask``)
+            marker = self.keyframes_abs_pos_embedding.to(device=x.device, dtype=x.dtype)
+            x = x + inp.keyframe_mask.to(device=x.device, dtype=x.dtype).unsqueeze(-1) * marker
         b = x.shape[0]
         mod, embedded = Modulation.from_timesteps(
             getattr(self, p + "adaln_single"), inp.timesteps, cfg.timestep_scale_multiplier, dtype

@@ -8,6 +8,9 @@ Layouts as published (see ``shared/real_headers/community_layouts.md``):
 * video VAE files (Kijai ``LTX2_video_vae_bf16`` / ``LTX23_video_vae_bf16``, unsloth
   ``ltx-2.3-22b-dev_video_vae``): bare ``encoder.*`` / ``decoder.*`` / ``per_channel_statistics.*``
   (or with the bundle's ``vae.`` prefix), maybe without any header config;
+* the LTX-2.5 video VAEs (``vae/ltx-2.5-video-vae-bf16``: the "DiffVAE", a diffusion decoder
+  marked by ``decoder.conv_in_x_t.weight``; ``vae/ltx-2.5-video-vae-conv-bf16``: the 2.3
+  architecture), bare keys as above; ``Part.decoder`` says which decoder a video VAE has;
 * audio files (Kijai ``LTX2_audio_vae_bf16`` / ``LTX23_audio_vae_bf16``, unsloth
   ``..._audio_vae``): ``audio_vae.*`` + ``vocoder.*``, or bare keys: the audio VAE's
   ``encoder.*`` / ``decoder.*`` (told from the video VAE's by their 2D convolutions) and the
@@ -25,11 +28,14 @@ from typing import Mapping
 from .published_files import where_published
 from .video_vae_config import video_vae_version
 
+DIFFUSION_DECODER_MARKER = "decoder.conv_in_x_t.weight"  # = ltx2.diffusion_vae.DECODER_MARKER
+
 VAE_HALVES = ("encoder.", "decoder.", "per_channel_statistics.")
 _BARE_VOCODER = ("conv_pre.", "ups.", "resblocks.", "act_post.", "conv_post.")
 _BWE_ROOTS = ("bwe_generator.", "mel_stft.")
 PARTS = ("video_vae", "audio_vae", "vocoder")
 _WHAT = {"video_vae": "video VAE", "audio_vae": "audio VAE", "vocoder": "vocoder"}
+
 
 @dataclass(frozen=True)
 class Part:
@@ -43,6 +49,7 @@ class Part:
     prefix: str
     keys: dict
     version: str | None
+    decoder: str = "conv"  # video VAE: "conv" (LTX-2.0 / 2.3 / 2.5 conv) or "diffusion" (LTX-2.5 DiffVAE)
 
     @property
     def what(self) -> str:
@@ -71,8 +78,11 @@ def find_parts(shapes: Mapping[str, tuple]) -> dict[str, Part]:
         video = ""
     if video is not None:
         keys = _strip(shapes, video, VAE_HALVES)
-        version = video_vae_version({m: shapes[f] for m, f in keys.items()})
-        out["video_vae"] = Part("video_vae", video, keys, version)
+        if video + DIFFUSION_DECODER_MARKER in shapes:  # the LTX-2.5 DiffVAE
+            out["video_vae"] = Part("video_vae", video, keys, "2.5", decoder="diffusion")
+        else:
+            version = video_vae_version({m: shapes[f] for m, f in keys.items()})
+            out["video_vae"] = Part("video_vae", video, keys, version)
 
     audio = None
     if any(k.startswith("audio_vae.") for k in shapes):

@@ -54,7 +54,7 @@ except ImportError:
     from ltx2.transformer import LTXAVTransformer
 
 FAMILY = "ltx2"
-SUPPORTED_VERSIONS = ("2.0", "2.3")
+SUPPORTED_VERSIONS = ("2.0", "2.3", "2.5")
 COMPONENT_NAMES = COMPONENTS  # in file order; see layouts.py
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 
@@ -237,7 +237,7 @@ def _check_family(path: str, keys, tprefix: str | None, config: dict, components
     )
 
 
-_SUPPORTED_TEXT = "2.0 (LTX-2 19B) and 2.3 (LTX-2.3 22B)"
+_SUPPORTED_TEXT = "2.0 (LTX-2 19B), 2.3 (LTX-2.3 22B) and 2.5 (LTX-2.5 22B)"
 
 
 def _parse_version(path: str, model_version: str) -> str:
@@ -254,7 +254,7 @@ def _parse_version(path: str, model_version: str) -> str:
         raise _err(
             path,
             f"header model_version is {model_version!r} (LTX {version}), which this OpenLTX release does not "
-            f"support; supported versions: {_SUPPORTED_TEXT}. Update OpenLTX, or use a 2.0 / 2.3 checkpoint.",
+            f"support; supported versions: {_SUPPORTED_TEXT}. Update OpenLTX, or use a 2.0 / 2.3 / 2.5 checkpoint.",
         )
     return version
 
@@ -266,8 +266,9 @@ def tensor_version(keys: Iterable[str], shapes: Mapping[str, tuple] | None = Non
     (``to_gate_logits``), prompt AdaLN (``prompt_adaln_single``), 9-row block modulation tables,
     the dual text projection (``video_aggregate_embed``) and a BWE vocoder; LTX-2.0 has the
     PixArt caption projection in the transformer, the single ``aggregate_embed`` and a plain
-    HiFi-GAN vocoder; LTX-2.5 adds ``keyframes_abs_pos_embedding``.  ``None`` when nothing
-    tells (e.g. a video-VAE-only file).
+    HiFi-GAN vocoder; LTX-2.5 adds ``keyframes_abs_pos_embedding`` and drops the video
+    feed-forward biases (a 2.3-style block whose ``ff.net.0.proj`` has no bias).  ``None`` when
+    nothing tells (e.g. a video-VAE-only file).
     """
     keys = list(keys)
     shapes = shapes or {}
@@ -297,10 +298,21 @@ def tensor_version(keys: Iterable[str], shapes: Mapping[str, tuple] | None = Non
             if key is not None:
                 evidence.append(f"{what} ({key!r})")
         if evidence:
+            if version == "2.3" and (unbiased := _unbiased_video_ff(keys)) is not None:
+                return "2.5", [f"video feed-forward without biases ({unbiased!r})", *evidence]
             return version, evidence
     if first(lambda k: "transformer_blocks." in k and "audio_" in k):
         return "2.0", ["transformer without LTX-2.3 features"]
     return None, []
+
+
+def _unbiased_video_ff(keys: list[str]) -> str | None:
+    """The first block's video feed-forward weight when its bias is absent (LTX-2.5), else None."""
+    weights = [k for k in keys if re.search(r"(?:^|\.)transformer_blocks\.0\.ff\.net\.0\.proj\.weight$", k)]
+    if not weights:
+        return None
+    bias = weights[0][: -len("weight")] + "bias"
+    return None if bias in set(keys) else weights[0]
 
 
 def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys, shapes) -> tuple[str, list[str]]:
@@ -309,15 +321,12 @@ def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys, 
     t = section if isinstance(section, dict) else {}
     flags = [k for k in _V23_FLAGS if t.get(k)]
     found, evidence = tensor_version(keys, shapes)
-    if found == "2.5":
-        raise _err(
-            path,
-            f"this is an LTX-2.5 file (its tensors have {', '.join(evidence)}), which this OpenLTX release does not "
-            f"support; supported versions: {_SUPPORTED_TEXT}. Update OpenLTX, or use a 2.0 / 2.3 checkpoint.",
-        )
     stated = metadata.get("model_version")
     version = _parse_version(path, stated) if stated is not None else None
     if found is not None:
+        if version == "2.5" and found == "2.3" and not any("transformer_blocks." in k for k in keys):
+            # 2.5 ships the 2.3 text projection / audio VAE / vocoder layouts: only a transformer tells them apart
+            return version, [f"header model_version {stated!r}", *evidence]
         if version is not None and version != found:
             raise _err(
                 path,
@@ -329,9 +338,9 @@ def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys, 
         return ("2.3" if flags else "2.0"), (["header config.transformer 2.3 switches"] if flags else [])
     if t and version == "2.0" and flags:
         problem = f"says LTX-2.0 but config.transformer enables the 2.3 features {flags}"
-    elif t and version == "2.3" and len(flags) < len(_V23_FLAGS):
+    elif t and version in ("2.3", "2.5") and len(flags) < len(_V23_FLAGS):
         missing = [k for k in _V23_FLAGS if k not in flags]
-        problem = f"says LTX-2.3 but config.transformer lacks the 2.3 features {missing}"
+        problem = f"says LTX-{version} but config.transformer lacks the 2.3 features {missing}"
     else:
         return version, [f"header model_version {stated!r}"]
     raise _err(
@@ -376,7 +385,7 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
 def released_header_values(version: str) -> dict:
     """The numeric ``config.transformer`` values of the published LTX ``version`` files (connectors included).
 
-    What a file without a header config gets; the same for 2.0 and 2.3 (``ltx2.config``).
+    What a file without a header config gets; the same for 2.0, 2.3 and 2.5 (``ltx2.config``).
     """
     return released_numerics(version)
 
@@ -428,6 +437,37 @@ def _transformer_keys(info: CheckpointInfo) -> list[str]:
     return keys
 
 
+# Tensors that GGUF conversions store squeezed: the LTX-2.5 keyframe marker is [width] there, the
+# model's parameter (and the safetensors file) [1, width] (Comfy-Org/ComfyUI#15540).
+SQUEEZED_KEYS = ("keyframes_abs_pos_embedding",)
+
+
+def unsqueezed_shape(key: str, shape) -> tuple[int, ...]:
+    """The model's shape of bare ``key`` stored with ``shape`` (``[D]`` -> ``[1, D]`` for ``SQUEEZED_KEYS``)."""
+    shape = tuple(int(s) for s in shape)
+    return (1, *shape) if key in SQUEEZED_KEYS and len(shape) == 1 else shape
+
+
+def restore_squeezed(state_dict: dict) -> dict:
+    """``state_dict`` (bare keys) with the ``SQUEEZED_KEYS`` tensors given back their leading 1 (in place)."""
+    for key in SQUEEZED_KEYS:
+        t = state_dict.get(key)
+        if isinstance(t, torch.Tensor) and t.ndim == 1:
+            state_dict[key] = t.reshape(1, -1)
+    return state_dict
+
+
+def _logical_shape(info: CheckpointInfo, key: str) -> tuple[int, ...]:
+    """A tensor's shape as the model sees it: an NVFP4 weight (U8 ``[out, in / 2]`` next to a
+    ``weight_scale_2``) counts as ``[out, in]``; a squeezed keyframe marker as ``[1, width]``."""
+    shape = tuple(info.shapes[key])
+    if info.dtypes.get(key) == "U8" and key.endswith(".weight") and key[: -len("weight")] + "weight_scale_2" in info.shapes:
+        from .quant import nvfp4
+
+        return nvfp4.logical_bounds(shape)
+    return unsqueezed_shape(key[len(info.transformer_prefix):], shape)
+
+
 def transformer_config(info: CheckpointInfo) -> TransformerConfig:
     """The transformer's config: sizes from the tensor shapes, numerics from the header (or released values).
 
@@ -437,7 +477,7 @@ def transformer_config(info: CheckpointInfo) -> TransformerConfig:
     """
     if info._transformer_config is None:
         n = len(info.transformer_prefix)
-        shapes = {k[n:]: tuple(info.shapes[k]) for k in _transformer_keys(info)}
+        shapes = {k[n:]: _logical_shape(info, k) for k in _transformer_keys(info)}
         info._transformer_config = resolve_transformer_config(
             shapes, info.transformer_header, version=info.version, source=info.path, prefix=info.transformer_prefix
         )
@@ -460,7 +500,7 @@ def load_transformer_state_dict(
     cfg = transformer_config(info)
     n = len(info.transformer_prefix)
     sd = read_tensors(info, _transformer_keys(info), device=device, dtype=dtype, rename=lambda k: k[n:], progress=progress)
-    return cfg, sd
+    return cfg, restore_squeezed(sd)
 
 
 def _describe(cfg: TransformerConfig) -> str:
@@ -550,7 +590,7 @@ def build_transformer(
     model_dtype = dtype or file_dtype(info, keys)
     model = LTXAVTransformer(cfg, operations=operations, dtype=model_dtype, device=torch.device("meta"))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k[len(prefix) :]: info.shapes[k] for k in keys}
+    found = {k[len(prefix) :]: unsqueezed_shape(k[len(prefix) :], info.shapes[k]) for k in keys}
     check_layout(info.path, f"transformer ({_describe(cfg)})", expected, found, prefix)
     _, sd = load_transformer_state_dict(info, dtype=model_dtype if info.format == "gguf" else dtype, device=device)
     assign_weights(model, sd, info.path, "transformer")

@@ -24,7 +24,8 @@ from typing import Mapping
 import torch
 
 from .checkpoint import assign_weights, check_layout
-from .safetensors_file import CheckpointError, load_tensors, parse_config, read_header
+from .file_header import read_file_header
+from .safetensors_file import CheckpointError, load_tensors
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.diffusion_vae import (CLASS_NAME, DECODER_MARKER, DiffusionDecoderConfig, DiffusionVAE,
@@ -49,7 +50,7 @@ def _prefix(keys) -> str | None:
 
 def is_diffusion_vae(path_or_keys) -> bool:
     """True when the file (or key collection) holds the LTX-2.5 diffusion decoder."""
-    keys = path_or_keys if not isinstance(path_or_keys, (str, os.PathLike)) else read_header(path_or_keys).tensors
+    keys = path_or_keys if not isinstance(path_or_keys, (str, os.PathLike)) else read_file_header(path_or_keys).shapes
     return _prefix(keys) is not None
 
 
@@ -81,22 +82,22 @@ def _dtype(dtypes: Mapping[str, str]) -> torch.dtype:
 
 def diffusion_vae_config(path: str | os.PathLike) -> tuple[dict, DiffusionDecoderConfig, str, dict, dict]:
     """(flat encoder section, decoder config, key prefix, shapes, dtypes) from the header only."""
-    header = read_header(path)
-    shapes = {k: e.shape for k, e in header.tensors.items()}
+    header = read_file_header(path)
+    shapes = header.shapes
     prefix = _prefix(shapes)
     if prefix is None:
         conv = any(k.startswith(("decoder.up_blocks.", "vae.decoder.up_blocks.")) for k in shapes)
         hint = (" It is a conv video VAE (the 2.3 architecture; also ltx-2.5-video-vae-conv): load it with the video "
                 "VAE loader.") if conv else ""  # fmt: skip
         raise _err(path, f"expected the LTX-2.5 diffusion VAE (a '{DECODER_MARKER}' tensor), found none.{hint}")
-    vae = _vae_section(path, parse_config(header))
+    vae = _vae_section(path, header.config)
     try:
         encoder = encoder_section(vae)
         decoder_shapes = {k[len(prefix) + len("decoder."):]: s for k, s in shapes.items() if k.startswith(prefix + "decoder.")}
         decoder = DiffusionDecoderConfig.from_tensors(decoder_shapes, vae.get("decoder"), source=os.fspath(path))
     except DiffusionVAEConfigError as err:
         raise _err(path, f"the header and weights describe no usable DiffVAE: {err}") from None
-    dtypes = {k: e.dtype for k, e in header.tensors.items()}
+    dtypes = dict(header.dtypes)
     return encoder, decoder, prefix, shapes, dtypes
 
 

@@ -15,7 +15,8 @@ import os
 import torch
 
 from .checkpoint import assign_weights, check_layout
-from .safetensors_file import CheckpointError, load_tensors, parse_config, read_header
+from .file_header import read_file_header
+from .safetensors_file import CheckpointError, load_tensors
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.duration_head import RELEASED_HEADS, DurationHead
@@ -44,8 +45,8 @@ def is_duration_head(keys) -> bool:
 
 def duration_head_config(path: str | os.PathLike) -> tuple[dict, str, dict]:
     """(constructor kwargs, key prefix, {file key: shape}) read from the header only."""
-    header = read_header(path)
-    shapes = {k: e.shape for k, e in header.tensors.items()}
+    header = read_file_header(path)
+    shapes = header.shapes
     prefix = PREFIX if PREFIX + PROBE in shapes else "" if PROBE in shapes else None
     if prefix is None:
         hint = ""
@@ -63,7 +64,7 @@ def duration_head_config(path: str | os.PathLike) -> tuple[dict, str, dict]:
             raise _err(path, f"expected the 2-D tensor {prefix + key!r}, found {shape!r}. The file is incomplete.")
         kwargs[name] = int(shape[axis])
     kwargs["heads"] = RELEASED_HEADS
-    config = parse_config(header) or {}
+    config = header.config or {}
     declared = config.get("transformer", {}) if isinstance(config.get("transformer"), dict) else {}
     for name, key in (("video_width", "cross_attention_dim"), ("audio_width", "audio_cross_attention_dim")):
         if key in declared and int(declared[key]) != kwargs[name]:

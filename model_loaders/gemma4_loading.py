@@ -39,7 +39,8 @@ import torch
 from .gemma_loading import GemmaSource, QuantSpec, StoredWeight, _parameters_on_meta, read_weights as read_fp_weights
 from .gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase
 from .quant import int8_convrot
-from .safetensors_file import CheckpointError, read_header
+from .file_header import read_file_header
+from .safetensors_file import CheckpointError
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.gemma4_text import Gemma4TextConfig, Gemma4TextModel, config_from_shapes
@@ -74,7 +75,7 @@ def _first(keys) -> str:
 
 def is_gemma4_file(path_or_header) -> bool:
     """True for a Gemma 4 text-encoder file (header ``gemma_config`` or Gemma 4's ``layer_scalar`` keys)."""
-    header = read_header(path_or_header) if isinstance(path_or_header, (str, os.PathLike)) else path_or_header
+    header = read_file_header(path_or_header) if isinstance(path_or_header, (str, os.PathLike)) else path_or_header
     if CONFIG_KEY in header.metadata:
         return True
     return any(k.endswith(_PROBE) and k[: -len(_PROBE)] in TEXT_PREFIXES for k in header.tensors)
@@ -213,8 +214,8 @@ def inspect_gemma4(path: str | os.PathLike) -> Gemma4Source:
     path = Path(path)
     if not path.is_file():
         raise _err(path, "expected the Gemma 4 .safetensors file, found nothing at this path.")
-    header = read_header(path)
-    entries = header.tensors
+    header = read_file_header(path)
+    entries = header.tensors  # key -> (dtype name, shape)
     keys = set(entries)
     prefix = _text_prefix(path, keys)
     try:
@@ -249,12 +250,12 @@ def inspect_gemma4(path: str | os.PathLike) -> Gemma4Source:
             raise _err(path, f"the quantized layer {layer!r} has no weight_scale. The file is corrupt: download it again.")
         if key.startswith(PROJECTION_PREFIX):
             name = key[len(PROJECTION_PREFIX):]
-            projection[name] = (str(path), key, entry.dtype, entry.shape)
+            projection[name] = (str(path), key, *entry)
             if conf:
                 proj_scales[name] = (str(path), layer + ".weight_scale", int8_conf.group_size if int8_conf else -1)
         elif key.startswith(prefix):
             name = key[len(prefix):]
-            tensors[name] = (str(path), key, entry.dtype, entry.shape)
+            tensors[name] = (str(path), key, *entry)
             if conf:
                 fmt = "int8" if int8_conf is not None else "fp8"
                 quant_specs[name] = QuantSpec(fmt, scale=(str(path), layer + ".weight_scale"))

@@ -1,11 +1,12 @@
-"""The published LTX-2 / LTX-2.3 files: name, Hub repository, ComfyUI model folder, what each holds.
+"""The published LTX-2 / LTX-2.3 / LTX-2.5 files: name, Hub repository, ComfyUI model folder, what each holds.
 
 One table for every place that names a published file: the loaders' messages about a missing
 part ("the audio VAE is in ...: select one of those files"), ``tools/model_catalog.py`` (the
 download presets: the community files come from here) and ``tools/demo.py`` (which files can
 stand in for a part).  Parts are the component names of ``checkpoint.COMPONENT_NAMES``
 (``transformer``, ``text_connectors``, ``text_projection``, ``video_vae``, ``audio_vae``,
-``vocoder``) plus ``upscaler``, ``lora``, ``gemma`` and ``gemma_lora``.
+``vocoder``) plus ``upscaler``, ``lora``, ``gemma`` (Gemma 3), ``gemma4`` (LTX-2.5's Gemma 4, whose file
+also holds the text projection), ``duration_head`` and ``gemma_lora``.
 
 Publishers: Lightricks (the model's authors) and Google (Gemma) publish the official files;
 Comfy-Org (ComfyUI's repackaged Gemma files and templates' LoRA), Kijai (split files of the
@@ -27,7 +28,7 @@ from pathlib import PurePosixPath
 
 BUNDLE = ("transformer", "text_connectors", "text_projection", "video_vae", "audio_vae", "vocoder")
 OFFICIAL_PUBLISHERS = ("Lightricks", "google")  # as the Hub spells the organisations
-RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)"}
+RELEASE_NAMES = {"2.0": "LTX-2 (19B)", "2.3": "LTX-2.3 (22B)", "2.5": "LTX-2.5 (22B)"}
 PART_NAMES = {
     "transformer": "transformer",
     "text_connectors": "text connectors",
@@ -38,6 +39,8 @@ PART_NAMES = {
     "upscaler": "latent upscaler",
     "lora": "LoRA",
     "gemma": "Gemma 3 12B text encoder",
+    "gemma4": "Gemma 4 12B text encoder",
+    "duration_head": "duration head",
     "gemma_lora": "Gemma LoRA",
 }
 
@@ -46,7 +49,7 @@ PART_NAMES = {
 class PublishedFile:
     """One published file: ``repo`` / ``path`` on the Hub -> ``models/<folder>/<name>``.
 
-    ``version``: "2.0" / "2.3" (``None``: used by both, Gemma); ``variant``: "dev" / "distilled"
+    ``version``: "2.0" / "2.3" / "2.5" (``None``: used by 2.0 and 2.3, Gemma 3); ``variant``: "dev" / "distilled"
     where the weights differ between them (``None``: shared); ``holds``: the parts always in
     the file; ``maybe``: parts only some uploads embed.
     """
@@ -81,6 +84,7 @@ def _f(repo, path, folder, holds, version=None, variant=None, maybe=()) -> Publi
 
 
 _TRANSFORMER_ONLY_23 = ("transformer", "text_connectors")
+_LTX25 = "Lightricks/LTX-2.5"  # gated; keeps ComfyUI's folder layout (<folder>/<name>)
 _AUDIO = ("audio_vae", "vocoder")
 
 FILES: tuple[PublishedFile, ...] = (
@@ -97,6 +101,21 @@ FILES: tuple[PublishedFile, ...] = (
     _f("Lightricks/LTX-2.3", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", "loras", ("lora",), "2.3", "distilled"),
     *(_f("Lightricks/LTX-2.3", f"ltx-2.3-{n}.safetensors", "latent_upscale_models", ("upscaler",), "2.3")
       for n in ("spatial-upscaler-x2-1.1", "spatial-upscaler-x1.5-1.0", "temporal-upscaler-x2-1.0")),
+    # --- Lightricks/LTX-2.5: split files only (../shared/real_headers/README.md): the transformer with its text
+    # connectors (bf16, comfy-int8-convrot, nvfp4), Gemma 4 with the text projection and its tokenizer, the two
+    # video VAEs (DiffVAE and conv) and the audio VAE + vocoder, the duration head, the LoRA and the upscalers
+    *(_f(_LTX25, f"diffusion_models/ltx-2.5-22b-{v}-transformer-{q}.safetensors", "diffusion_models",
+         _TRANSFORMER_ONLY_23, "2.5", v) for v in ("dev", "distilled") for q in ("bf16", "comfy-int8-convrot")),
+    _f(_LTX25, "diffusion_models/ltx-2.5-22b-distilled-transformer-nvfp4.safetensors", "diffusion_models",
+       _TRANSFORMER_ONLY_23, "2.5", "distilled"),
+    *(_f(_LTX25, f"text_encoders/gemma4-12b-with-proj-ltx-2.5-{q}.safetensors", "text_encoders",
+         ("gemma4", "text_projection"), "2.5") for q in ("bf16", "comfy-int8-convrot")),
+    *(_f(_LTX25, f"vae/ltx-2.5-video-vae{k}-bf16.safetensors", "vae", ("video_vae",), "2.5") for k in ("", "-conv")),
+    _f(_LTX25, "vae/ltx-2.5-audio-vae-bf16.safetensors", "vae", _AUDIO, "2.5"),
+    _f(_LTX25, "model_patches/ltx-2.5-duration-head-bf16.safetensors", "model_patches", ("duration_head",), "2.5"),
+    _f(_LTX25, "loras/ltx-2.5-22b-distilled-lora-450-bf16.safetensors", "loras", ("lora",), "2.5", "distilled"),
+    *(_f(_LTX25, f"latent_upscale_models/ltx-2.5-latent-{k}-upscaler-x2-bf16-1.0.safetensors", "latent_upscale_models",
+         ("upscaler",), "2.5") for k in ("spatial", "temporal")),
     # --- Google: Gemma 3 12B as a Hugging Face folder (listed as "<folder>/")
     _f("google/gemma-3-12b-it-qat-q4_0-unquantized", "gemma-3-12b-it-qat-q4_0-unquantized/", "text_encoders",
        ("gemma",)),

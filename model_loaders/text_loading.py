@@ -4,8 +4,9 @@
 (the bundle, a transformer-only file, Kijai's / unsloth's split files, a Gemma file holding the
 projection, GGUF), ``text_config.py`` reads their config off the tensors (header numerics or the
 released constants); this module loads them strictly: every expected tensor present with its
-shape, nothing unexpected under the parts' prefixes.  fp8 / NVFP4 / GGUF-quantized text weights
-are dequantized once at load (the projector is small next to Gemma).
+shape, nothing unexpected under the parts' prefixes.  fp8 / NVFP4 / int8 (ComfyUI
+``int8_tensorwise``, ConvRot or not: the LTX-2.5 comfy-int8-convrot files) / GGUF-quantized text
+weights are dequantized once at load (the projector is small next to Gemma).
 
 ``text_conditioning`` wraps the projector's two outputs into ComfyUI's CONDITIONING list
 (see ``host/model.py``); it returns plain Python lists and imports nothing from ComfyUI.
@@ -21,7 +22,7 @@ import torch
 from .checkpoint import assign_weights
 from .config_sources import listing
 from .file_header import float_dtype
-from .quant import nvfp4
+from .quant import int8_convrot, nvfp4
 from .quant.formats import COMFY_FP8_FORMATS, parse_layer_config
 from .safetensors_file import CheckpointError
 from .text_config import find_text_parts, resolve_config, text_parts_report  # noqa: F401 - the public API
@@ -87,19 +88,20 @@ def _quant_layers(part: Part) -> dict[str, dict]:
     out = {}
     f = part.file
     markers = [k for k in part.keys if k.endswith(".comfy_quant")]
-    formats = {}
+    confs: dict[str, dict] = {}
     if markers:
         from .safetensors_file import load_tensors
 
         for k, t in load_tensors(f.path, markers).items():
-            formats[k[: -len(".comfy_quant")]] = parse_layer_config(t, f"{f.path} [{k}]")["format"]
+            confs[k[: -len(".comfy_quant")]] = parse_layer_config(t, f"{f.path} [{k}]")
     quant_meta = f.metadata.get("_quantization_metadata")
     if quant_meta:
         try:
             for name, conf in (json.loads(quant_meta).get("layers") or {}).items():
-                formats.setdefault(name, parse_layer_config(conf, f"{f.path} [{name}]")["format"])
+                confs.setdefault(name, parse_layer_config(conf, f"{f.path} [{name}]"))
         except (ValueError, AttributeError):
             raise _err(f.path, "the header's _quantization_metadata is not a JSON object with 'layers'.") from None
+    formats = {name: conf["format"] for name, conf in confs.items()}
     weights = set(part.tensor_keys())
     stray = [k for k in part.keys if k.endswith(AUX_SUFFIXES) and _layer_of(k) + ".weight" not in weights]
     if stray:
@@ -116,6 +118,16 @@ def _quant_layers(part: Part) -> dict[str, dict]:
             fmt = nvfp4.FORMAT
         if fmt is None and dtype.startswith("F8"):
             fmt = "float8_e4m3fn" if dtype == "F8_E4M3" else "float8_e5m2"
+        if fmt == int8_convrot.FORMAT:
+            try:
+                group = int8_convrot.layer_config(confs[layer]).group_size
+            except ValueError as err:
+                raise _err(f.path, f"the text weight {key!r}: {err}. The file is corrupt.") from None
+            if dtype != "I8" or not has[".weight_scale"]:
+                raise _err(f.path, f"the text weight {key!r} is marked {fmt!r} but stored as {dtype}"
+                           f"{'' if has['.weight_scale'] else ' without a weight_scale'}. The file is corrupt.")  # fmt: skip
+            out[key] = {"format": "int8", "scale": layer + ".weight_scale", "group": group}
+            continue
         if fmt is None:
             scales = [s for s, h in has.items() if h and s not in _IGNORED_AUX]
             if dtype in ("U8", "I8") or scales:
@@ -124,7 +136,7 @@ def _quant_layers(part: Part) -> dict[str, dict]:
             continue
         if fmt != nvfp4.FORMAT and fmt not in COMFY_FP8_FORMATS:
             raise _err(f.path, f"the text weight {key!r} is stored as {fmt!r}, a format OpenLTX does not read for the "
-                       f"text path (it reads {', '.join((*COMFY_FP8_FORMATS, nvfp4.FORMAT))}).")  # fmt: skip
+                       f"text path (it reads {', '.join((*COMFY_FP8_FORMATS, nvfp4.FORMAT, int8_convrot.FORMAT))}).")  # fmt: skip
         expected_dtype = "U8" if fmt == nvfp4.FORMAT else ("F8_E4M3", "F8_E5M2")
         if dtype not in expected_dtype:
             raise _err(f.path, f"the text weight {key!r} is marked {fmt!r} but stored as {dtype}. The file is corrupt.")
@@ -176,6 +188,8 @@ def _read_part(part: Part, shapes: Mapping[str, tuple], dtype: torch.dtype, devi
                 elif spec["format"] == "fp8":
                     scale = fh.get_tensor(spec["scale"]).float() if spec["scale"] else torch.ones(())
                     value = t.float() * (scale.reshape(-1, 1) if scale.numel() > 1 else scale)
+                elif spec["format"] == "int8":  # un-rotated when ConvRot
+                    value = int8_convrot.dequantize(t, fh.get_tensor(spec["scale"]), spec["group"], torch.float32)
                 else:
                     value = nvfp4.dequantize(t, fh.get_tensor(spec["block"]), fh.get_tensor(spec["scale"]), shapes[key])
                 out[to_module_key(key, part.prefix)] = value.to(device=device, dtype=dtype)

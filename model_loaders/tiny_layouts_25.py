@@ -1,11 +1,15 @@
 """Tiny LTX-2.5 files in the published key layouts and names, for tests and tools.
 
-One writer per released 2.5 file that has no 2.3 counterpart, plus the conv VAE (the 2.5 audio VAE
-and upscalers are the 2.3 layouts; the 2.5 transformer comes with the transformer rework):
+One writer per released 2.5 file (the 2.5 audio VAE and upscalers are the 2.3 layouts, written here
+under their 2.5 names):
 
 =======================================================  ==============================================
 released file                                            writer
 =======================================================  ==============================================
+``diffusion_models/ltx-2.5-22b-{dev,distilled}-transformer-bf16.safetensors``
+                                                         ``write_tiny_transformer_25`` (+ connectors;
+                                                         ``variant`` comfy-int8-convrot / nvfp4)
+``vae/ltx-2.5-audio-vae-bf16.safetensors``               ``write_tiny_audio_vae_25``
 ``vae/ltx-2.5-video-vae-bf16.safetensors``               ``write_tiny_diffusion_vae`` (DiffVAE)
 ``vae/ltx-2.5-video-vae-conv-bf16.safetensors``          ``write_tiny_conv_vae`` (2.3 architecture)
 ``model_patches/ltx-2.5-duration-head-bf16.safetensors``  ``write_tiny_duration_head``
@@ -27,7 +31,8 @@ from typing import Mapping
 
 import torch
 
-from .tiny_layouts import random_tensor
+from .layouts import TRANSFORMER_PREFIX, bundle_layout
+from .tiny_layouts import _scale, _transformer_shapes, random_tensor, tiny_state_dict
 
 try:  # see model_loaders/__init__.py
     from ..ltx2.diffusion_vae import CLASS_NAME, DiffusionDecoder, DiffusionDecoderConfig, encoder_section
@@ -40,6 +45,14 @@ except ImportError:
 
 MODEL_VERSION = "2.5.0"
 FILE_NAMES = {
+    "transformer": "ltx-2.5-22b-dev-transformer-bf16.safetensors",
+    "transformer_distilled": "ltx-2.5-22b-distilled-transformer-bf16.safetensors",
+    "transformer_int8": "ltx-2.5-22b-distilled-transformer-comfy-int8-convrot.safetensors",
+    "transformer_nvfp4": "ltx-2.5-22b-distilled-transformer-nvfp4.safetensors",
+    "audio_vae": "ltx-2.5-audio-vae-bf16.safetensors",
+    "lora": "ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
+    "spatial_upscaler": "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors",
+    "temporal_upscaler": "ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors",
     "diffusion_vae": "ltx-2.5-video-vae-bf16.safetensors",
     "conv_vae": "ltx-2.5-video-vae-conv-bf16.safetensors",
     "duration_head": "ltx-2.5-duration-head-bf16.safetensors",
@@ -63,6 +76,185 @@ def _save(path, tensors: dict, metadata: dict) -> dict:
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     save_file(tensors, os.fspath(path), metadata=metadata)
     return tensors
+
+
+# ------------------------------------------------------------------------------ transformer
+# ``config`` of the 2.5 transformer files as a public third-party port recorded it (verbatim;
+# shared/real_headers/ltx-2.5-22b.transformer.config.json, tests/data/real_headers/ holds a copy).
+# fmt: off
+PUBLISHED_CONFIG_25 = {'transformer': {'_class_name': 'AVTransformer3DModel',
+                 'activation_fn': 'gelu-approximate',
+                 'attention_bias': True,
+                 'attention_head_dim': 128,
+                 'attention_type': 'default',
+                 'caption_channels': 3840,
+                 'cross_attention_dim': 4096,
+                 'double_self_attention': False,
+                 'dropout': 0.0,
+                 'in_channels': 128,
+                 'norm_elementwise_affine': False,
+                 'norm_eps': 1e-06,
+                 'norm_num_groups': 32,
+                 'num_attention_heads': 32,
+                 'num_embeds_ada_norm': 1000,
+                 'num_layers': 48,
+                 'num_vector_embeds': None,
+                 'only_cross_attention': False,
+                 'cross_attention_norm': True,
+                 'out_channels': 128,
+                 'upcast_attention': False,
+                 'use_linear_projection': False,
+                 'qk_norm': 'rms_norm',
+                 'standardization_norm': 'rms_norm',
+                 'positional_embedding_type': 'rope',
+                 'positional_embedding_theta': 10000.0,
+                 'positional_embedding_max_pos': [20, 2048, 2048],
+                 'timestep_scale_multiplier': 1000,
+                 'av_ca_timestep_scale_multiplier': 1000.0,
+                 'causal_temporal_positioning': True,
+                 'audio_num_attention_heads': 32,
+                 'audio_attention_head_dim': 64,
+                 'use_audio_video_cross_attention': True,
+                 'ff_bias': False,
+                 'share_ff': False,
+                 'audio_out_channels': 128,
+                 'audio_cross_attention_dim': 2048,
+                 'audio_positional_embedding_max_pos': [20],
+                 'av_cross_ada_norm': True,
+                 'use_embeddings_connector': True,
+                 'connector_attention_head_dim': 128,
+                 'connector_num_attention_heads': 32,
+                 'connector_num_layers': 8,
+                 'connector_positional_embedding_max_pos': [4096],
+                 'connector_num_learnable_registers': 128,
+                 'connector_norm_output': True,
+                 'use_middle_indices_grid': True,
+                 'apply_gated_attention': True,
+                 'connector_apply_gated_attention': True,
+                 'caption_projection_first_linear': False,
+                 'caption_projection_second_linear': False,
+                 'caption_proj_input_norm': False,
+                 'connector_learnable_registers_std': 1,
+                 'caption_proj_before_connector': True,
+                 'audio_connector_attention_head_dim': 64,
+                 'audio_connector_num_attention_heads': 32,
+                 'cross_attention_adaln': True,
+                 'rope_type': 'split',
+                 'frequencies_precision': 'float64',
+                 'text_encoder_norm_type': 'PER_TOKEN_RMS',
+                 'use_keyframes_abs_pos_embedding': True},
+ 'scheduler': {'_class_name': 'RectifiedFlowScheduler',
+               'num_train_timesteps': 1000,
+               'sampler': 'LinearQuadratic',
+               'shifting': None}}
+# fmt: on
+# The other metadata keys of the published transformer files (besides ``config``, ``model_version``
+# and a 34 kB ``license`` text, which the tiny files leave out).
+GEMMA_SOURCE = {"ltx_version": "2.5.0", "gemma_version": "gemma4-12b-ltx-v1"}
+TINY_CAPTION_CHANNELS = 32  # the tiny Gemma 4's width (write_tiny_gemma4): 7 hidden states x 32
+TRANSFORMER_VARIANTS = ("bf16", "comfy-int8-convrot", "nvfp4")
+# Layers the published quantized files keep in BF16 (community_layouts.md section 6): the AdaLN
+# modules, the input / output projections and the per-head gates; the int8 file quantizes the
+# text connectors' Linears too.
+_KEEP_DENSE = ("adaln_single.", "patchify_proj.", "proj_out.", "to_gate_logits.")
+
+
+def published_config_25() -> dict:
+    """A fresh copy of the 2.5 transformer files' header ``config`` (``transformer`` + ``scheduler``)."""
+    return copy.deepcopy(PUBLISHED_CONFIG_25)
+
+
+def tiny_transformer_header_25(*, caption_channels: int = TINY_CAPTION_CHANNELS) -> dict:
+    """``config.transformer`` of a tiny 2.5 transformer: the published section with the tiny 2.3 widths
+    (video 2 x 8, audio 2 x 4, connectors 2 x 8 / 2 x 4) and ``caption_channels`` = the tiny Gemma 4's width."""
+    shapes = {**_transformer_shapes("2.3", 2), "caption_channels": int(caption_channels)}
+    return _scale(PUBLISHED_CONFIG_25["transformer"], shapes, "transformer")
+
+
+def tiny_transformer_layout_25(*, caption_channels: int = TINY_CAPTION_CHANNELS) -> dict[str, tuple]:
+    """Every key (``model.diffusion_model.`` prefix) and shape of a tiny 2.5 transformer file (+ connectors)."""
+    config = {"transformer": tiny_transformer_header_25(caption_channels=caption_channels)}
+    per = bundle_layout(config, ("transformer", "text_connectors"))
+    return {k: s for layout in per.values() for k, s in layout.items()}
+
+
+def _convrot_group(cols: int) -> int:
+    """The largest ConvRot group (a power of 4, at most the released 256) dividing ``cols``; 0: none."""
+    return next((g for g in (256, 64, 16, 4) if cols % g == 0), 0)
+
+
+def _quantizable(key: str, t: torch.Tensor) -> bool:
+    body = key[len(TRANSFORMER_PREFIX):] if key.startswith(TRANSFORMER_PREFIX) else key
+    return (key.endswith(".weight") and t.ndim == 2 and not body.startswith(_KEEP_DENSE)
+            and not any(p in body for p in _KEEP_DENSE) and "learnable_registers" not in body)  # fmt: skip
+
+
+def write_tiny_transformer_25(path, *, variant: str = "bf16", seed: int = 0, dtype: torch.dtype = torch.float32,
+                              caption_channels: int = TINY_CAPTION_CHANNELS, header_markers: bool = False,
+                              metadata: str = "published") -> dict[str, torch.Tensor]:  # fmt: skip
+    """Write a tiny ``ltx-2.5-22b-*-transformer-*.safetensors``; returns the tensors written (file keys).
+
+    The transformer (``model.diffusion_model.``: the 2.3 block without the video feed-forward biases,
+    plus ``keyframes_abs_pos_embedding`` [1, 16]) and the two text connectors; header ``config``
+    (``transformer`` + ``scheduler``), ``model_version`` "2.5.0" and ``gemma_source_checkpoint``.
+    ``variant``:
+
+    * ``"comfy-int8-convrot"``: every block / connector Linear int8 with ConvRot (group = the largest
+      power of 4 up to 256 dividing its input width), ``weight_scale`` F32 [N, 1], a per-layer
+      ``.comfy_quant`` marker (``header_markers``: ``_quantization_metadata`` instead);
+    * ``"nvfp4"``: the block Linears NVFP4 (U8 weight, F8_E4M3 block scales, F32 0-dim
+      ``weight_scale_2`` and ``input_scale``), marked in the header's ``_quantization_metadata``.
+
+    ``metadata``: ``"published"`` (the keys above) or ``"none"``.
+    """
+    from .quant import int8_convrot as icr
+    from .quant import nvfp4
+
+    if variant not in TRANSFORMER_VARIANTS:
+        raise ValueError(f"variant must be one of {TRANSFORMER_VARIANTS}, got {variant!r}")
+    header = tiny_transformer_header_25(caption_channels=caption_channels)
+    tensors = _values(tiny_transformer_layout_25(caption_channels=caption_channels), seed, dtype)
+    layers: dict[str, dict] = {}
+    if variant != "bf16":
+        for key in sorted(tensors):
+            t = tensors[key]
+            if not _quantizable(key, t):
+                continue
+            layer = key[: -len(".weight")]
+            is_block = ".transformer_blocks." in key and "embeddings_connector" not in key
+            if variant == "comfy-int8-convrot":
+                group = _convrot_group(t.shape[1])
+                q, scale = icr.quantize(t.float(), group)
+                tensors[key], tensors[layer + ".weight_scale"] = q, scale.to(torch.float32)
+                layers[layer] = icr.convrot_config(group) if group else {"format": icr.FORMAT}
+                if not header_markers:
+                    tensors[layer + ".comfy_quant"] = icr.encode_marker(layers[layer])
+            elif is_block and t.shape[0] % 16 == 0 and t.shape[1] % 16 == 0:  # nvfp4: block Linears, unpadded as released
+                q, block, scale_2 = nvfp4.quantize(t.float())
+                tensors[key], tensors[layer + ".weight_scale"] = q, block
+                tensors[layer + ".weight_scale_2"] = scale_2.reshape(()).to(torch.float32)
+                tensors[layer + ".input_scale"] = torch.tensor(1.0, dtype=torch.float32)
+                layers[layer] = {"format": nvfp4.FORMAT}
+    meta: dict[str, str] = {}
+    if metadata == "published":
+        config = {"transformer": header, "scheduler": copy.deepcopy(PUBLISHED_CONFIG_25["scheduler"])}
+        meta = {"config": json.dumps(config), "model_version": MODEL_VERSION,
+                "gemma_source_checkpoint": json.dumps(GEMMA_SOURCE)}  # fmt: skip
+    elif metadata != "none":
+        raise ValueError(f"metadata must be 'published' or 'none', got {metadata!r}")
+    if layers and (variant == "nvfp4" or header_markers):
+        meta["_quantization_metadata"] = json.dumps({"format_version": "1.0", "layers": layers})
+    return _save(path, tensors, meta)
+
+
+def write_tiny_audio_vae_25(path, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Write a tiny ``vae/ltx-2.5-audio-vae-bf16.safetensors``: the 2.3 audio VAE + BWE vocoder layout
+    (``audio_vae.*``, ``vocoder.*``) with the ``{"audio_vae", "vocoder"}`` config and ``model_version`` 2.5.0."""
+    from .tiny_layouts import tiny_audio_vae_config, tiny_vocoder_config
+
+    tensors = tiny_state_dict("2.3", ("audio_vae", "vocoder"), seed=seed, dtype=dtype)
+    config = {"audio_vae": tiny_audio_vae_config("2.3"), "vocoder": tiny_vocoder_config("2.3")}
+    return _save(path, tensors, {"config": json.dumps(config), "model_version": MODEL_VERSION})
 
 
 # ------------------------------------------------------------------------------ DiffVAE
@@ -374,8 +566,86 @@ def write_tiny_gemma4(path, *, seed: int = 0, dtype: torch.dtype = torch.float32
     return _save(path, tensors, meta)
 
 
+# ------------------------------------------------------------------------------ the whole set
+# The published 2.5 files: name -> ComfyUI model folder (the set a tiny stand-in is written for).
+FOLDERS = {
+    FILE_NAMES["transformer"]: "diffusion_models",
+    FILE_NAMES["transformer_distilled"]: "diffusion_models",
+    FILE_NAMES["transformer_int8"]: "diffusion_models",
+    FILE_NAMES["transformer_nvfp4"]: "diffusion_models",
+    FILE_NAMES["gemma4"]: "text_encoders",
+    FILE_NAMES["gemma4_int8"]: "text_encoders",
+    FILE_NAMES["diffusion_vae"]: "vae",
+    FILE_NAMES["conv_vae"]: "vae",
+    FILE_NAMES["audio_vae"]: "vae",
+    FILE_NAMES["duration_head"]: "model_patches",
+    FILE_NAMES["spatial_upscaler"]: "latent_upscale_models",
+    FILE_NAMES["temporal_upscaler"]: "latent_upscale_models",
+    FILE_NAMES["lora"]: "loras",
+}
+
+
+def write_tiny_set_25(model_dirs: Mapping[str, "os.PathLike | str"], *, seed: int = 0) -> dict[str, str]:
+    """Tiny stand-ins of every published LTX-2.5 file under its published name, into ComfyUI model folders.
+
+    ``model_dirs`` maps folder names (``FOLDERS`` values) to directories; files already there are
+    kept.  The parts fit together: the transformer's cross-attention widths (16 / 8) are the Gemma 4
+    projection's and the duration head's outputs / inputs, its ``caption_channels`` the Gemma 4 width.
+    Returns published name -> path.
+    """
+    from safetensors.torch import load_file
+
+    from .lora_file import write_tiny_lora
+    from .upsampler_loading import tiny_upsampler_config, write_tiny_upsampler
+
+    out = {}
+    for name, folder in FOLDERS.items():
+        path = os.path.join(os.fspath(model_dirs[folder]), name)
+        out[name] = path
+        if os.path.exists(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if name == FILE_NAMES["transformer_int8"]:
+            write_tiny_transformer_25(path, variant="comfy-int8-convrot", seed=seed)
+        elif name == FILE_NAMES["transformer_nvfp4"]:
+            write_tiny_transformer_25(path, variant="nvfp4", seed=seed)
+        elif folder == "diffusion_models":
+            write_tiny_transformer_25(path, seed=seed)
+        elif name == FILE_NAMES["gemma4"]:
+            write_tiny_gemma4(path, seed=seed)
+        elif name == FILE_NAMES["gemma4_int8"]:
+            write_tiny_gemma4(path, seed=seed, int8_convrot=True)
+        elif name == FILE_NAMES["diffusion_vae"]:
+            write_tiny_diffusion_vae(path, seed=seed)
+        elif name == FILE_NAMES["conv_vae"]:
+            write_tiny_conv_vae(path, seed=seed)
+        elif name == FILE_NAMES["audio_vae"]:
+            write_tiny_audio_vae_25(path, seed=seed)
+        elif folder == "model_patches":
+            write_tiny_duration_head(path, seed=seed)
+        elif folder == "latent_upscale_models":
+            kind = "temporal" if "temporal" in name else "spatial"
+            write_tiny_upsampler(path, tiny_upsampler_config(kind), seed=seed)
+    lora = out[FILE_NAMES["lora"]]
+    if not os.path.exists(lora):
+        weights = {k[len(TRANSFORMER_PREFIX):]: v for k, v in load_file(out[FILE_NAMES["transformer_distilled"]]).items()
+                   if k.startswith(TRANSFORMER_PREFIX) and "embeddings_connector" not in k}  # fmt: skip
+        write_tiny_lora(lora, weights, seed=seed)
+    return out
+
+
 __all__ = [
     "FILE_NAMES",
+    "FOLDERS",
+    "write_tiny_set_25",
+    "PUBLISHED_CONFIG_25",
+    "TINY_CAPTION_CHANNELS",
+    "TRANSFORMER_VARIANTS",
+    "published_config_25",
+    "tiny_transformer_header_25",
+    "tiny_transformer_layout_25",
+    "write_tiny_audio_vae_25",
+    "write_tiny_transformer_25",
     "TINY_GEMMA4_SPECIALS",
     "TINY_GEMMA4_TOKENIZER_CONFIG",
     "tiny_gemma4_config",

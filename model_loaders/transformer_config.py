@@ -21,6 +21,9 @@ heads (LTX-2.3)                  ``...attn1.to_gate_logits.weight`` ``[heads, wi
 ``cross_attention_adaln``        9 rows (not 6) in ``transformer_blocks.0.scale_shift_table``
 ``caption_proj_before_connector`` absence of ``caption_projection`` (2.3 projects captions in
                                  the text encoder)
+``ff_bias`` (LTX-2.5: false)     presence of ``transformer_blocks.0.ff.net.0.proj.bias`` (only the
+                                 video feed-forward loses its biases)
+``use_keyframes_abs_pos_embedding`` presence of ``keyframes_abs_pos_embedding`` (LTX-2.5)
 ===============================  =====================================================
 
 What no shape shows comes from the header's ``config.transformer``: ``NUMERIC_KEYS`` (RoPE
@@ -97,6 +100,8 @@ HEAD_PROBES = {
 TABLE = "transformer_blocks.0.scale_shift_table"
 CAPTION = "caption_projection.linear_1.weight"
 GATE = HEAD_PROBES["video"][3]
+FF_BIAS = "transformer_blocks.0.ff.net.0.proj.bias"  # absent in LTX-2.5 (ff_bias: false)
+KEYFRAMES = "keyframes_abs_pos_embedding"  # LTX-2.5; [1, width] ([width] in GGUF conversions)
 # Where each shape-derived key is read (for reports such as tools/inspect_checkpoint.py).
 SHAPE_SOURCES: Mapping[str, str] = {
     "num_layers": "count of transformer_blocks.N",
@@ -109,6 +114,8 @@ SHAPE_SOURCES: Mapping[str, str] = {
     "apply_gated_attention": f"presence of {GATE}",
     "cross_attention_adaln": f"{TABLE}[0] == 9",
     "caption_proj_before_connector": f"absence of {CAPTION}",
+    "ff_bias": f"presence of {FF_BIAS}",
+    "use_keyframes_abs_pos_embedding": f"presence of {KEYFRAMES}",
 }
 
 
@@ -174,6 +181,8 @@ def shapes_from_tensors(shapes: Mapping[str, tuple], *, prefix: str = "", source
     out["cross_attention_adaln"] = Evidence(table.value == 9, TABLE, table.shape)
     caption = shapes.get(CAPTION)
     out["caption_proj_before_connector"] = Evidence(caption is None, CAPTION, caption)
+    out["ff_bias"] = Evidence(FF_BIAS in shapes, FF_BIAS, shapes.get(FF_BIAS))
+    out["use_keyframes_abs_pos_embedding"] = Evidence(KEYFRAMES in shapes, KEYFRAMES, shapes.get(KEYFRAMES))
     if caption is not None:
         out["caption_channels"] = _size(shapes, CAPTION, 1, "caption_channels", prefix, source)
     return out
@@ -274,7 +283,7 @@ def resolve_transformer_config(
     Args:
         shapes: bare transformer key -> shape (text connectors excluded or not: ignored).
         header: the header's ``config.transformer`` section, or ``None`` when the file has none.
-        version: "2.0" / "2.3" (the tensor fingerprint; only used in the log line).
+        version: "2.0" / "2.3" / "2.5" (the tensor fingerprint; only used in the log line).
         source: the file, for messages.  prefix: the file's key prefix, for messages.
     Raises:
         CheckpointError: a header value contradicts a tensor shape (every contradiction is
@@ -289,8 +298,9 @@ def resolve_transformer_config(
     try:
         if header is not None:
             check_fixed_values(header, source)
-        for key in ("num_layers", *(k for k, _, _ in SIZE_PROBES), *OPTIONAL_FLAGS):
+        for key in ("num_layers", *(k for k, _, _ in SIZE_PROBES), *OPTIONAL_FLAGS, "ff_bias"):
             r.from_shape(key, found[key])
+        _keyframe_flag(r, found[KEYFRAMES_FLAG], source)
         try:
             for stream in HEAD_PROBES:
                 r.heads(stream, found)
@@ -346,6 +356,8 @@ def resolve_transformer_config(
             apply_gated_attention=v["apply_gated_attention"],
             cross_attention_adaln=v["cross_attention_adaln"],
             caption_proj_before_connector=v["caption_proj_before_connector"],
+            ff_bias=v["ff_bias"],
+            use_keyframes_abs_pos_embedding=v["use_keyframes_abs_pos_embedding"],
             extra=dict(header or {}),
             provenance=dict(r.provenance),
         )
@@ -359,6 +371,25 @@ def resolve_transformer_config(
         raise CheckpointError(f"{source}: a numeric value in the header's config.transformer is malformed ({err}).") from None
     _log_defaults(source, version, header, filled)
     return cfg
+
+
+def _keyframe_flag(r: _Resolver, ev: Evidence, source: str) -> None:
+    """``use_keyframes_abs_pos_embedding`` from the tensor's presence, as ComfyUI core decides it.
+
+    A header that says true over a file without the tensor is only a warning: a published
+    re-copy of the 2.5 nvfp4 file lacks it (``shared/real_headers/community_layouts.md``); such a
+    model then runs without the marker.  A header that says false over a file with it is an error.
+    """
+    stated = r.stated("use_keyframes_abs_pos_embedding")
+    if stated and not ev.value:
+        log.warning("OpenLTX: %s: the header says use_keyframes_abs_pos_embedding, but the file has no '%s%s' "
+                    "tensor; LTX-2.5 keyframe markers are left out", source, r.prefix, KEYFRAMES)  # fmt: skip
+        r.values[KEYFRAMES_FLAG], r.provenance[KEYFRAMES_FLAG] = False, FROM_SHAPE
+        return
+    r.from_shape(KEYFRAMES_FLAG, ev)
+
+
+KEYFRAMES_FLAG = "use_keyframes_abs_pos_embedding"
 
 
 def _sequence(values: Mapping[str, Any], key: str, source: str) -> list:

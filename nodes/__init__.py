@@ -11,10 +11,11 @@ text that is not valid Unicode are refused at validation (HTTP 400), before anyt
 import importlib
 import importlib.util
 
-# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, then
-# the prompt enhancer, audio output, ID-LoRA reference audio, speed options and multi-GPU.
-NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video",
-                "enhance", "audio_out", "id_lora", "speed", "multigpu")
+# Menu order: loaders, text, latents (with the LTX-2.5 duration head), conditioning, sampling, guidance,
+# decode, audio, video, then the prompt enhancer, audio output, ID-LoRA reference audio, speed options
+# and multi-GPU.
+NODE_MODULES = ("loaders", "text", "latents", "duration", "conditioning", "sampling", "guidance", "decode", "audio",
+                "video", "enhance", "audio_out", "id_lora", "speed", "multigpu")
 
 
 def _collect() -> list:

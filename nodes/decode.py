@@ -54,7 +54,8 @@ def tiling_inputs() -> list:
         ),
         io.Int.Input(
             "seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True,
-            tooltip="Timestep-conditioned VAEs only: seed of the decode noise.",
+            tooltip="Seed of the decode noise: of timestep-conditioned VAEs, and the starting noise of the LTX-2.5 "
+            "diffusion-decoder VAE (ltx-2.5-video-vae-bf16).",
         ),
     ]
 
@@ -180,8 +181,9 @@ class OpenLTXEncodeImage(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "crf", default=DEFAULT_IMAGE_CRF, min=0, max=MAX_CRF,
-                    tooltip="H.264 quality of the preprocessing round trip: 33 = the reference default, 0 = off "
-                    "(encode the image as is), higher = stronger compression.",
+                    tooltip="H.264 quality of the preprocessing round trip: 33 = the reference default for LTX-2 / 2.3, "
+                    "18 for LTX-2.5 (its workflows set it), 0 = off (encode the image as is), higher = stronger "
+                    "compression.",
                 ),
             ],
             outputs=[

@@ -101,11 +101,11 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
             display_name="LTX-2 Checkpoint Loader",
             category="OpenLTX/loaders",
             description=(
-                "Loads the audio+video transformer of an LTX-2 (19B) or LTX-2.3 (22B) checkpoint as a "
+                "Loads the audio+video transformer of an LTX-2 (19B), LTX-2.3 (22B) or LTX-2.5 (22B) checkpoint as a "
                 "MODEL for KSampler, SamplerCustomAdvanced, LoRA loaders and other MODEL nodes. "
                 "Accepts the official single-file checkpoints, bf16 or fp8 (models/checkpoints), and "
-                "transformer-only files with or without the text connectors, including GGUF conversions "
-                "(models/diffusion_models). Sizes come from the weights; the RoPE and timestep settings "
+                "transformer-only files with or without the text connectors, including GGUF conversions and the "
+                "LTX-2.5 bf16 / comfy-int8-convrot / nvfp4 files (models/diffusion_models). Sizes come from the weights; the RoPE and timestep settings "
                 "from the file's header, or the released values when the file has none."
             ),
             inputs=[
@@ -241,7 +241,9 @@ class OpenLTXVAELoader(io.ComfyNode):
                 "Loads LTX-2's video VAE and its audio VAE + vocoder from the single-file checkpoint "
                 "(models/checkpoints), or from split files in models/vae: a video VAE file "
                 "(e.g. LTX2_video_vae_bf16 / LTX23_video_vae_bf16) and an audio VAE file (LTX2_audio_vae_bf16 / "
-                "LTX23_audio_vae_bf16), one in each input. The decode, encode, upscale and save-video nodes take them."
+                "LTX23_audio_vae_bf16), one in each input. LTX-2.5: ltx-2.5-video-vae-bf16 (the diffusion-decoder "
+                "VAE; its decode draws noise from the decode node's seed) or ltx-2.5-video-vae-conv-bf16, with "
+                "ltx-2.5-audio-vae-bf16. The decode, encode, upscale and save-video nodes take them."
             ),
             inputs=[
                 io.Combo.Input(

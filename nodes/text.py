@@ -1,4 +1,4 @@
-"""Text nodes: Gemma 3 (+ LoRAs) + the LTX projection and connectors -> CONDITIONING; save / load conditioning."""
+"""Text nodes: Gemma 3 / Gemma 4 (+ LoRAs) + the LTX projection and connectors -> CONDITIONING; save / load conditioning."""
 
 from __future__ import annotations
 
@@ -101,18 +101,21 @@ class OpenLTXTextEncoderLoader(io.ComfyNode):
             description=(
                 "Gemma 3 12B plus the LTX-2 / LTX-2.3 text projection and connectors, taken from whichever selected "
                 "files hold them (the checkpoint, a transformer-only file, Kijai's or unsloth's connector / "
-                "projection files, or the Gemma file). Loads nothing until a prompt needs encoding: prompts already "
-                "encoded come from the disk cache (models/openltx_prompt_cache) without loading Gemma at all."
+                "projection files, or the Gemma file); for LTX-2.5 the Gemma 4 file (tokenizer and projection inside) "
+                "with the 2.5 transformer file (its connectors). Loads nothing until a prompt needs encoding: prompts "
+                "already encoded come from the disk cache (models/openltx_prompt_cache) without loading Gemma at all."
             ),
             inputs=[
                 io.Combo.Input("text_encoder", options=text_encoder_options(),
                                tooltip="Gemma 3 12B from models/text_encoders: a single file (gemma_3_12B_it.safetensors, "
                                "gemma_3_12B_it_fp8_scaled.safetensors, gemma_3_12B_it_fp4_mixed.safetensors) or a "
-                               "Hugging Face folder (names ending in '/')."),
+                               "Hugging Face folder (names ending in '/'); for LTX-2.5 the Gemma 4 file "
+                               "gemma4-12b-with-proj-ltx-2.5-bf16 / -comfy-int8-convrot.safetensors."),
                 io.Combo.Input("ltx_checkpoint", options=checkpoint_options(),
                                tooltip="The LTX-2 file used with this text encoder: the single-file checkpoint (it holds "
                                "the text projection and connectors) or a transformer-only file (2.3 ones hold the "
-                               "connectors; add the projection file as extra_file)."),
+                               "connectors; add the projection file as extra_file). LTX-2.5: the transformer file "
+                               "from models/diffusion_models (ltx-2.5-22b-*-transformer-*.safetensors)."),
                 io.Combo.Input("device", options=DEVICES, default="auto",
                                tooltip="auto: on the GPU when Gemma fits the free VRAM, otherwise weights stay in RAM "
                                "and stream to the GPU layer by layer (12 GB cards work). gpu: all on the GPU. cpu: all "

@@ -80,6 +80,9 @@ def shard_stream(inp: StreamInput, batch: int, lo: int, hi: int, mesh: Mesh) -> 
         bias = LTXAVTransformer._self_bias(strength, dtype)  # (b, 1, total, total)
         if total > tokens:  # padded keys never count (a strength of 0 is the dtype's minimum already)
             bias[..., tokens:] = torch.finfo(dtype).min
+    keyframes = None  # LTX-2.5's marked tokens are sharded with the tokens (padding is never marked)
+    if inp.keyframe_mask is not None:
+        keyframes = _pad_tokens(inp.keyframe_mask[lo:hi], 1, total, "zeros")[:, cut]
     local = StreamInput(
         latent=latent,
         timesteps=timesteps,
@@ -89,6 +92,7 @@ def shard_stream(inp: StreamInput, batch: int, lo: int, hi: int, mesh: Mesh) -> 
         context_mask=_rows(inp.context_mask, batch, lo, hi),
         attention_mask=None,  # the kernel holds the padded bias
         enabled=inp.enabled,
+        keyframe_mask=keyframes,
     )
     return local, StreamShards(tokens, total, bias)
 

@@ -55,6 +55,7 @@ MODEL_FOLDERS = (
     "latent_upscale_models",
     "loras",
     "vae",
+    "model_patches",
 )
 
 

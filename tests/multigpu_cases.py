@@ -39,7 +39,13 @@ HEADS = 4
 
 def tiny_config(version: str = "2.0") -> TransformerConfig:
     """The tiny transformer with 4 heads of 4 (video) and 4 of 2 (audio): same widths as the tiny files."""
-    values = tiny_transformer_values(version)
+    if version == "2.5":  # the 2.3 block without video ff biases + the learned keyframe marker
+        from openltx.model_loaders.tiny_layouts import TINY_AUDIO_IN_CHANNELS
+        from openltx.model_loaders.tiny_layouts_25 import tiny_transformer_header_25
+
+        values = {**tiny_transformer_header_25(), "audio_in_channels": TINY_AUDIO_IN_CHANNELS}
+    else:
+        values = tiny_transformer_values(version)
     values.update(num_attention_heads=HEADS, attention_head_dim=4, audio_num_attention_heads=HEADS,
                   audio_attention_head_dim=2, av_ca_timestep_scale_multiplier=500.0)
     return TransformerConfig.from_header(values, source="tiny multi-GPU")
@@ -125,6 +131,14 @@ def case_inputs(name: str, model: LTXAVTransformer):
         return None, inputs(model)[1], None
     if name == "keyframes":
         return (*keyframe_inputs(model), None)
+    if name == "keyframes_25":  # LTX-2.5: latent frame 0 and the appended keyframe carry the learned marker
+        video, audio = keyframe_inputs(model)
+        marked = torch.zeros(video.latent.shape[:2], dtype=torch.bool)
+        marked[:, :6] = True  # latent frame 0 (2 x 3 tokens)
+        marked[:, -6:] = True  # the appended keyframe
+        video = StreamInput(video.latent, video.timesteps, video.sigma, video.positions, video.context,
+                            video.context_mask, attention_mask=video.attention_mask, keyframe_mask=marked)
+        return video, audio, None
     if name == "stg":
         return (*inputs(model), stg_perturbations())
     if name == "stg_all":  # every item skips video self-attention in block 0 (the V-only path)

@@ -308,11 +308,17 @@ def test_config_without_transformer_section_uses_the_released_values(tmp_path):
     C.build_transformer(info)
 
 
-@pytest.mark.parametrize("model_version", ["2.5.0", "3.0"])
+@pytest.mark.parametrize("model_version", ["2.6.0", "3.0"])
 def test_unknown_version(tmp_path, model_version):
     metadata = dict(T.tiny_metadata("2.3"), model_version=model_version)
     message = raises(write(tmp_path / "future.safetensors", transformer_tensors("2.3"), metadata))
     assert repr(model_version) in message and "2.0" in message and "2.3" in message and "Update OpenLTX" in message
+
+
+def test_25_model_version_over_23_tensors(tmp_path):
+    metadata = dict(T.tiny_metadata("2.3"), model_version="2.5.0")
+    message = raises(write(tmp_path / "mixed25.safetensors", transformer_tensors("2.3"), metadata))
+    assert "config/weights mismatch" in message and "'2.5.0'" in message and "LTX-2.3" in message
 
 
 def test_version_flags_contradict_model_version(tmp_path):

@@ -106,7 +106,7 @@ def test_list_prints_the_presets_in_the_convention():
                  "gemma-3-12b-qat", "gemma-3-12b-bf16", "gemma-3-12b-fp8", "gemma-3-12b-fp4", "ltx-2-upscalers",
                  "ltx-2.3-upscalers", "ltx-2-distilled-lora", "ltx-2.3-distilled-lora", "workflows"):  # fmt: skip
         assert name in presets and presets[name]["description"] and presets[name]["files"], name
-    folders = {"checkpoints", "diffusion_models", "text_encoders", "loras", "latent_upscale_models", "vae"}
+    folders = {"checkpoints", "diffusion_models", "text_encoders", "loras", "latent_upscale_models", "vae", "model_patches"}
     for name, preset in presets.items():
         for f in preset["files"]:
             assert set(f) == {"repo", "filename", "folder", "size"}, f

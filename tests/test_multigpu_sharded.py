@@ -9,7 +9,8 @@ and batch 3 splits unevenly over CFG groups (with 4 groups one group has no item
 
 Cases: joint audio+video, video only, audio only, an appended keyframe with an
 attention-strength mask and per-token timesteps, STG / modality isolation on some items,
-STG on every item (the value-only path), LTX-2.0 and LTX-2.3 (gated attention, prompt AdaLN).
+STG on every item (the value-only path), LTX-2.0 and LTX-2.3 (gated attention, prompt AdaLN), LTX-2.5
+(the learned keyframe marker on latent frame 0 and an appended keyframe: the mask is sharded with the tokens).
 Plus unit checks of the plan, the block kernel and the log-sum-exp merge.
 """
 
@@ -36,6 +37,7 @@ CASES = {
         ("2.0", "keyframes", (1, 2, 1)), ("2.0", "keyframes", (1, 1, 2)),
         ("2.0", "stg", (2, 1, 1)), ("2.0", "stg", (1, 2, 1)), ("2.0", "stg_all", (1, 1, 2)),
         ("2.3", "av", (1, 2, 1)), ("2.3", "keyframes", (1, 1, 2)),
+        ("2.5", "keyframes_25", (1, 2, 1)), ("2.5", "keyframes_25", (1, 1, 2)),
     ],
     4: [
         ("2.0", "av", (1, 4, 1)), ("2.0", "av", (1, 1, 4)), ("2.0", "av", (1, 2, 2)),

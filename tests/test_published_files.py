@@ -64,13 +64,18 @@ def test_the_catalog_needs_neither_torch_nor_the_hub():
     assert proc.returncode == 0 and int(proc.stdout) == len(model_catalog.PRESETS), proc.stderr
 
 
-@pytest.mark.parametrize("version, other", [("2.0", "2.3"), ("2.3", "2.0")])
+@pytest.mark.parametrize("version, other", [("2.0", "2.3"), ("2.3", "2.0"), ("2.3", "2.5"), ("2.5", "2.3")])
 def test_messages_name_the_files_of_one_release(version, other):
     for part in ("video_vae", "audio_vae", "text_projection", "text_connectors"):
         text = P.where_published(part, version)
         carriers = [f for f in P.carriers(part, version) if f.version == version]
         assert carriers and all(f.name in text for f in carriers), (part, text)
         assert not any(f.name in text for f in P.FILES if f.version == other), (part, text)
+    if version == "2.5":  # split files only: the projection is in the Gemma 4 file, the connectors in the transformer's
+        both = P.where_published(("text_projection", "text_connectors"), "2.5")
+        assert "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors" in both and "text projection only" in both
+        assert "ltx-2.5-22b-dev-transformer-bf16.safetensors" in both and "text connectors only" in both
+        return
     both = P.where_published(("text_projection", "text_connectors"), "2.3")
     assert "ltx-2.3_text_projection_bf16.safetensors (Kijai/LTX2.3_comfy, models/text_encoders; text projection only)" \
         in both  # fmt: skip

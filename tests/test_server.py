@@ -56,6 +56,7 @@ EXPECTED_NODES = {
     "OpenLTXReferenceAudio": ("model", "positive", "negative", "reference_audio", "audio_vae",
                               "identity_guidance_scale"),
     "OpenLTXSaveAudio": ("latent", "audio_vae", "filename_prefix"),
+    "OpenLTXDurationHead": ("conditioning", "duration_head", "frame_rate", "min_seconds", "max_seconds"),
 }
 
 

@@ -25,7 +25,8 @@ import model_catalog  # noqa: E402
 UI_DIR = REPO / "workflows"
 API_DIR = REPO / "tests" / "workflows_api"
 SHIPPED = sorted(p.stem for p in UI_DIR.glob("*.json"))
-COMFY_FOLDERS = {"checkpoints", "diffusion_models", "text_encoders", "loras", "latent_upscale_models", "vae"}
+COMFY_FOLDERS = {"checkpoints", "diffusion_models", "text_encoders", "loras", "latent_upscale_models", "vae",
+                 "model_patches"}
 PRESET_URLS = {f.url: f for p in model_catalog.PRESETS.values() for f in p.files}
 
 

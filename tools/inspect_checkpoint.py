@@ -4,11 +4,14 @@
     python tools/inspect_checkpoint.py LTX-2.3-dev-Q4_K_M.gguf
     python tools/inspect_checkpoint.py models/text_encoders/gemma-3-12b-it-qat-q4_0-unquantized
     python tools/inspect_checkpoint.py tiny.safetensors --load
+    python tools/inspect_checkpoint.py gemma4-12b-with-proj-ltx-2.5-bf16.safetensors
 
 Every file kind OpenLTX loads: the single-file bundles, transformer-only files (with or
 without the text connectors, any key prefix, safetensors or GGUF), split video VAE files,
 audio VAE + vocoder files, text projection and connector files, latent upscalers, Gemma 3
-files or folders (bf16, fp8_scaled, fp4_mixed) and LoRAs (for the transformer or for Gemma).
+files or folders (bf16, fp8_scaled, fp4_mixed) and LoRAs (for the transformer or for Gemma); and
+LTX-2.5's own file kinds: the Gemma 4 text encoder (with the text projection and its embedded
+tokenizer), the diffusion-decoder video VAE ("DiffVAE") and the duration head.
 
 The report says what the file is (``kind``; ``format`` safetensors / gguf / folder), which
 release (``version`` "2.0" / "2.3" and the tensors that show it, ``version_evidence``; when the
@@ -323,10 +326,19 @@ def describe_gemma(path: str, h=None) -> dict:
 
 def classify(path: str):
     """("gemma-folder", None) for a folder, else (kind, header) from the tensor names."""
+    from model_loaders.diffusion_vae_loading import is_diffusion_vae
+    from model_loaders.duration_head_loading import is_duration_head
+    from model_loaders.gemma4_loading import is_gemma4_file
+
     if os.path.isdir(path):
         return "gemma", None
     h = read_file_header(path)
     keys = h.shapes
+    if h.format == "safetensors":  # LTX-2.5's own file kinds (published as safetensors only)
+        for kind, test in (("gemma4", is_gemma4_file), ("diffusion_vae", lambda h: is_diffusion_vae(h.shapes)),
+                           ("duration_head", lambda h: is_duration_head(h.shapes))):  # fmt: skip
+            if test(h):
+                return kind, h
     if any(k.endswith(pair) for k in keys for pair, _ in LORA_PAIRS):
         return "lora", h
     if "initial_conv.weight" in keys and any(k.startswith("res_blocks.") for k in keys):
@@ -336,12 +348,54 @@ def classify(path: str):
     return "ltx", h
 
 
+LTX25_KINDS = {"gemma4": "Gemma 4 text encoder + LTX text projection",
+               "diffusion_vae": "video VAE with a diffusion decoder (DiffVAE)", "duration_head": "duration head"}
+
+
+def describe_ltx25(h, kind: str) -> dict:
+    """An LTX-2.5 file that holds no LTX-2 checkpoint part: Gemma 4 (+ projection), DiffVAE, duration head."""
+    from model_loaders.diffusion_vae_loading import diffusion_vae_config
+    from model_loaders.duration_head_loading import duration_head_config
+    from model_loaders.gemma4_loading import inspect_gemma4
+
+    out = {**header_facts(h), "kind": LTX25_KINDS[kind], "family": "ltx2", "version": "2.5",
+           "model_version": h.metadata.get("model_version")}  # fmt: skip
+    if kind == "gemma4":
+        src = inspect_gemma4(h.path)
+        out.update(hidden_size=src.hidden_size, hidden_states=src.num_hidden_states, layers=src.text.num_hidden_layers,
+                   vocab=src.text.vocab_size, int8_convrot_layers=len(src.int8),
+                   projection={k: list(v[3]) for k, v in src.projection.items()}, tokenizer="embedded (tokenizer_json)",
+                   not_loaded=src.ignored)  # fmt: skip
+    elif kind == "diffusion_vae":
+        _, dec, prefix, _, _ = diffusion_vae_config(h.path)
+        out.update(key_prefix=prefix, stage_channels=list(dec.stage_channels), stage_depths=list(dec.stage_depths),
+                   head_dim=dec.head_dim, steps=dec.default_num_inference_steps)  # fmt: skip
+    else:
+        kwargs, prefix, _ = duration_head_config(h.path)
+        out.update(key_prefix=prefix, **kwargs)
+    return out
+
+
+def _load_ltx25(path: str, kind: str) -> dict:
+    from model_loaders.diffusion_vae_loading import load_diffusion_vae
+    from model_loaders.duration_head_loading import load_duration_head
+    from model_loaders.gemma4_loading import inspect_gemma4, load_gemma4_projection
+
+    if kind == "gemma4":  # the projection and the header's Gemma; the decoder streams at run time
+        return {"text_projection": _try(lambda: load_gemma4_projection(inspect_gemma4(path)))}
+    if kind == "diffusion_vae":
+        return {"video_vae": _try(lambda: load_diffusion_vae(path))}
+    return {"duration_head": _try(lambda: load_duration_head(path))}
+
+
 def describe(path: str):
     """(report, CheckpointInfo or None, kind) for any file OpenLTX reads."""
     kind, h = classify(path)
     if kind == "ltx":
         out, info = describe_ltx(h)
         return out, info, kind
+    if kind in LTX25_KINDS:
+        return describe_ltx25(h, kind), None, kind
     report = {"lora": describe_lora, "upscaler": describe_upscaler}.get(kind)
     out = report(h) if report else describe_gemma(path, h)
     return out, None, kind
@@ -438,6 +492,8 @@ def load_report(path: str, kind: str, out: dict, info) -> dict:
                 report[name] = ("not loadable alone: the text projection's input width is not Gemma 3 12B's; the "
                                 "Gemma file it runs with gives it")  # fmt: skip
         return report
+    if kind in LTX25_KINDS:
+        return _load_ltx25(path, kind)
     if kind == "upscaler":
         from model_loaders.upsampler_loading import load_upsampler
 

@@ -5,6 +5,9 @@
     python tools/make_tiny_checkpoint.py --version 2.3 --out t.safetensors --components transformer+connectors \\
         --prefix diffusion_model. --metadata none
     python tools/make_tiny_checkpoint.py --version 2.3 --out t.gguf --format gguf --qtype Q8_0 --gguf-config none
+    python tools/make_tiny_checkpoint.py --version 2.5 --out t25.safetensors --variant comfy-int8-convrot
+    python tools/make_tiny_checkpoint.py --version 2.5 --part gemma4 --out gemma4-tiny.safetensors
+    python tools/make_tiny_checkpoint.py --version 2.5 --part all --out models/
 
 ``--components all`` writes the single-file bundle (transformer, text connectors and projection,
 video VAE, audio VAE, vocoder); ``transformer`` only the transformer, as placed in ComfyUI's
@@ -17,6 +20,13 @@ transformer (``--components transformer+connectors``: with connectors) as commun
 conversions do (bare keys, city96's type rules, ``--qtype`` for the block Linears, the config
 in the ``--gguf-config`` KV or none).  ``--heads 32`` uses the released head count (for 2.0 files
 without a config, whose tensors do not state it).  Prints one JSON line describing the file.
+
+LTX-2.5 has no bundle: ``--version 2.5`` writes one of its published files (``--part``): the
+transformer with its text connectors (``--variant`` bf16 / comfy-int8-convrot / nvfp4), the Gemma 4
+text encoder with the projection and an embedded tokenizer (``--variant`` bf16 / comfy-int8-convrot),
+the DiffVAE, the conv VAE, the audio VAE or the duration head; ``--part all`` writes every 2.5
+file under its published name into ``<out>/<ComfyUI folder>/``.  The parts fit each other (the
+transformer's ``caption_channels`` is the tiny Gemma 4's width, 32, with 7 hidden states).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from model_loaders.tiny_layouts import (  # noqa: E402
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PARTS_25 = ("transformer", "gemma4", "diffusion-vae", "conv-vae", "audio-vae", "duration-head", "all")
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 GGUF_TYPES = ("F32", "BF16", "F16", "Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q4_K", "Q4_0")
 GGUF_CONFIG = {"config": "config", "openltx.config": "openltx.config", "none": None}
@@ -48,7 +59,11 @@ GGUF_CONFIG = {"config": "config", "openltx.config": "openltx.config", "none": N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--version", choices=VERSIONS, required=True, help="LTX-2 version whose layout to write")
+    parser.add_argument("--version", choices=(*VERSIONS, "2.5"), required=True,
+                        help="LTX-2 version whose layout to write")
+    parser.add_argument("--part", choices=PARTS_25, default="transformer", help="2.5: which published file to write")
+    parser.add_argument("--variant", choices=("bf16", "comfy-int8-convrot", "nvfp4"), default="bf16",
+                        help="2.5 transformer / Gemma 4: the published quantization")
     parser.add_argument("--out", required=True, help="output .safetensors / .gguf path")
     parser.add_argument("--components", choices=tuple(COMPONENT_SETS), default="all")
     parser.add_argument("--prefix", choices=PREFIXES, default=None,
@@ -63,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="dtype of the stored weights")
     args = parser.parse_args(argv)
+    if args.version == "2.5":
+        return _write_25(parser, args)
     prefix = "" if args.bare else args.prefix
     if args.bare and args.prefix not in (None, ""):
         parser.error("--bare and --prefix disagree")
@@ -93,6 +110,37 @@ def main(argv: list[str] | None = None) -> int:
         "size": out.stat().st_size,
     }
     print(json.dumps(summary))
+    return 0
+
+
+def _write_25(parser, args) -> int:
+    """One LTX-2.5 file (or the whole set); one JSON line."""
+    from model_loaders import tiny_layouts_25 as T25
+
+    out = Path(args.out)
+    dtype = DTYPES[args.dtype]
+    if args.part == "all":
+        dirs = {folder: out / folder for folder in set(T25.FOLDERS.values())}
+        written = T25.write_tiny_set_25(dirs, seed=args.seed)
+        print(json.dumps({"dir": os.fspath(out), "version": "2.5", "files": {n: os.fspath(p) for n, p in written.items()}}))
+        return 0
+    if args.variant == "nvfp4" and args.part != "transformer":
+        parser.error("--variant nvfp4 exists for the transformer only")
+    if args.variant != "bf16" and args.part not in ("transformer", "gemma4"):
+        parser.error(f"--variant is for --part transformer / gemma4, not {args.part}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kw = {"seed": args.seed, "dtype": dtype}
+    if args.part == "transformer":
+        tensors = T25.write_tiny_transformer_25(out, variant=args.variant, **kw)
+    elif args.part == "gemma4":
+        tensors = T25.write_tiny_gemma4(out, int8_convrot=args.variant == "comfy-int8-convrot", **kw)
+    else:
+        writer = {"diffusion-vae": T25.write_tiny_diffusion_vae, "conv-vae": T25.write_tiny_conv_vae,
+                  "audio-vae": T25.write_tiny_audio_vae_25, "duration-head": T25.write_tiny_duration_head}[args.part]  # fmt: skip
+        tensors = writer(out, **kw)
+    print(json.dumps({"file": os.fspath(out), "version": "2.5", "part": args.part, "variant": args.variant,
+                      "keys": len(tensors), "params": sum(t.numel() for t in tensors.values()),
+                      "size": out.stat().st_size}))  # fmt: skip
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The published LTX-2 / LTX-2.3 model files: where each lives on the Hugging Face Hub, which
+"""The published LTX-2 / LTX-2.3 / LTX-2.5 model files: where each lives on the Hugging Face Hub, which
 ComfyUI model folder it goes in, and the download presets that group them.
 
 One table for every tool that names a published file: ``tools/download_models.py`` (the
@@ -40,6 +40,7 @@ HF = "https://huggingface.co"
 LTX2_REPO = "Lightricks/LTX-2"
 LTX23_REPO = "Lightricks/LTX-2.3"
 LTX23_FP8_REPO = "Lightricks/LTX-2.3-fp8"
+LTX25_REPO = "Lightricks/LTX-2.5"  # gated: accept the LTX-2.x community licence on its page first
 COMFY_LTX2_REPO = "Comfy-Org/ltx-2"
 COMFY_LTX23_REPO = "Comfy-Org/ltx-2.3"
 GEMMA_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
@@ -120,6 +121,11 @@ def _comfy(filename: str, folder: str) -> HubFile:
     return HubFile(COMFY_LTX2_REPO, f"split_files/{folder}/{filename}", folder)
 
 
+def _ltx25(filename: str, folder: str, size: int | None = None) -> HubFile:
+    """A file of Lightricks/LTX-2.5, whose repo keeps ComfyUI's folder layout (``<folder>/<name>``)."""
+    return HubFile(LTX25_REPO, f"{folder}/{filename}", folder, size)
+
+
 # Google's Gemma 3 12B QAT release as LTX-2 uses it (ltx-core reads config.json, the shards,
 # tokenizer.model and preprocessor_config.json; OpenLTX the config, shards and tokenizer).
 GEMMA_FILES = tuple(
@@ -172,6 +178,35 @@ _PRESETS = (
     Preset("ltx-2.3-id-lora", "LTX-2.3 ID-LoRA (TalkVid, 3k steps): speaker identity from a reference voice, as "
            "ComfyUI's LTX-2.3 ID-LoRA template loads it (loras/)",
            (HubFile(COMFY_LTX23_REPO, "split_files/loras/ltx-2.3-id-lora-talkvid-3k.safetensors", "loras"),)),
+    # LTX-2.5 22B (Lightricks/LTX-2.5): split files (transformer + text connectors; Gemma 4 with the text
+    # projection and its tokenizer; video / audio VAEs; duration head; LoRA; upscalers).
+    Preset("ltx-2.5-dev", "LTX-2.5 22B dev transformer + text connectors, bf16 (diffusion_models/)",
+           (_ltx25("ltx-2.5-22b-dev-transformer-bf16.safetensors", "diffusion_models", 42_018_190_584),)),
+    Preset("ltx-2.5-distilled", "LTX-2.5 22B distilled transformer + text connectors, bf16 (diffusion_models/)",
+           (_ltx25("ltx-2.5-22b-distilled-transformer-bf16.safetensors", "diffusion_models", 42_018_190_584),)),
+    Preset("ltx-2.5-dev-int8", "LTX-2.5 22B dev transformer, comfy-int8-convrot (diffusion_models/)",
+           (_ltx25("ltx-2.5-22b-dev-transformer-comfy-int8-convrot.safetensors", "diffusion_models", 21_504_034_224),)),
+    Preset("ltx-2.5-distilled-int8", "LTX-2.5 22B distilled transformer, comfy-int8-convrot, as the Comfy-Org "
+           "LTX-2.5 templates use it (diffusion_models/)",
+           (_ltx25("ltx-2.5-22b-distilled-transformer-comfy-int8-convrot.safetensors", "diffusion_models",
+                   21_504_034_224),)),
+    Preset("ltx-2.5-distilled-nvfp4", "LTX-2.5 22B distilled transformer, NVFP4 (diffusion_models/)",
+           (_ltx25("ltx-2.5-22b-distilled-transformer-nvfp4.safetensors", "diffusion_models"),)),
+    Preset("ltx-2.5-gemma4-bf16", "Gemma 4 12B + the LTX-2.5 text projection, bf16, tokenizer inside (text_encoders/)",
+           (_ltx25("gemma4-12b-with-proj-ltx-2.5-bf16.safetensors", "text_encoders", 26_263_860_594),)),
+    Preset("ltx-2.5-gemma4-int8", "Gemma 4 12B + the LTX-2.5 text projection, comfy-int8-convrot (text_encoders/)",
+           (_ltx25("gemma4-12b-with-proj-ltx-2.5-comfy-int8-convrot.safetensors", "text_encoders", 15_372_971_786),)),
+    Preset("ltx-2.5-vae", "LTX-2.5 video VAE (diffusion decoder), its conv variant and the audio VAE + vocoder (vae/)",
+           (_ltx25("ltx-2.5-video-vae-bf16.safetensors", "vae"),
+            _ltx25("ltx-2.5-video-vae-conv-bf16.safetensors", "vae"),
+            _ltx25("ltx-2.5-audio-vae-bf16.safetensors", "vae"))),
+    Preset("ltx-2.5-duration-head", "LTX-2.5 duration head: the clip length from the prompt (model_patches/)",
+           (_ltx25("ltx-2.5-duration-head-bf16.safetensors", "model_patches"),)),
+    Preset("ltx-2.5-distilled-lora", "LTX-2.5 22B distilled LoRA, rank 450 (loras/)",
+           (_ltx25("ltx-2.5-22b-distilled-lora-450-bf16.safetensors", "loras", 8_899_889_568),)),
+    Preset("ltx-2.5-upscalers", "LTX-2.5 latent upscalers: spatial x2 and temporal x2 (latent_upscale_models/)",
+           (_ltx25("ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors", "latent_upscale_models"),
+            _ltx25("ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors", "latent_upscale_models"))),
     # Gemma 3 12B, the text encoder of both.  Google's repo is gated: accept its licence first.
     Preset("gemma-3-12b-qat", "Gemma 3 12B QAT (unquantized bf16), Google's Hugging Face folder as Lightricks' "
            "reference uses it (text_encoders/gemma-3-12b-it-qat-q4_0-unquantized/; gated: accept the licence)",
@@ -244,18 +279,38 @@ COMMUNITY_PRESETS = (
 )  # fmt: skip
 
 
+LTX25_WORKFLOW_FILES = (
+    "ltx-2.5-22b-distilled-transformer-comfy-int8-convrot.safetensors",
+    "ltx-2.5-22b-distilled-transformer-bf16.safetensors",
+    "gemma4-12b-with-proj-ltx-2.5-comfy-int8-convrot.safetensors", "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors",
+    "ltx-2.5-video-vae-bf16.safetensors", "ltx-2.5-audio-vae-bf16.safetensors",
+    "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors", "ltx-2.5-duration-head-bf16.safetensors",
+)  # fmt: skip
+
+
 def _workflows_preset() -> Preset:
     by_name = {f.name: f for p in _PRESETS for f in p.files}
     names = ("ltx-2-19b-dev.safetensors", "ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-lora-384.safetensors",
              "ltx-2-spatial-upscaler-x2-1.0.safetensors", "ltx-2.3-22b-dev.safetensors",
              "ltx-2.3-22b-distilled-1.1.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
-             "ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "ltx-2.3-id-lora-talkvid-3k.safetensors")  # fmt: skip
+             "ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "ltx-2.3-id-lora-talkvid-3k.safetensors",
+             *LTX25_WORKFLOW_FILES)  # fmt: skip
     return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B and LTX-2.3 22B dev "
-                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2.3 ID-LoRA and Google's "
-                  "Gemma 3 folder", tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
+                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2.3 ID-LoRA, Google's "
+                  "Gemma 3 folder and the LTX-2.5 files of the ltx2_5_* workflows",
+                  tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (*_PRESETS, *COMMUNITY_PRESETS, _workflows_preset())}
+def _workflows_25_preset() -> Preset:
+    by_name = {f.name: f for p in _PRESETS for f in p.files}
+    return Preset("workflows-2.5", "Every file the LTX-2.5 workflows (workflows/ltx2_5_*.json) name: the distilled "
+                  "transformer (int8 ConvRot and bf16), Gemma 4 (int8 ConvRot and bf16), the video and audio VAEs, the "
+                  "spatial x2 upscaler and the duration head (Lightricks/LTX-2.5, gated)",
+                  tuple(by_name[n] for n in LTX25_WORKFLOW_FILES))  # fmt: skip
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (*_PRESETS, *COMMUNITY_PRESETS, _workflows_preset(),
+                                                  _workflows_25_preset())}
 
 # Every published file by its name in the model folder, and Google's folder by "<name>/" (the
 # way OpenLTX's text-encoder loader lists a Hugging Face folder).

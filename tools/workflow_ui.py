@@ -242,9 +242,13 @@ def model_note(prompt: dict) -> str:
         first = model_catalog.FOLDERS[name][0]
         lines.append(f"- models/{first.model_folder}/{name}  (the whole folder: config, model-*.safetensors, "
                      f"tokenizer.model; gated: accept Google's licence)\n  {model_catalog.repo_page(first.repo)}")  # fmt: skip
-    singles = [model_catalog.PRESETS[p].files[0] for p in ("gemma-3-12b-bf16", "gemma-3-12b-fp8", "gemma-3-12b-fp4")]
-    lines.append("A single-file Gemma 3 12B in models/text_encoders/ works too: "
-                 + ", ".join(f.name for f in singles) + f" ({singles[0].repo}).")  # fmt: skip
+    if any(model_catalog.FILES[h["name"]].repo == model_catalog.LTX25_REPO for h in model_hints(prompt)):
+        lines.append(f"{model_catalog.LTX25_REPO} is gated: accept its licence at "
+                     f"{model_catalog.repo_page(model_catalog.LTX25_REPO)} first (downloads then need your HF token).")  # fmt: skip
+    if named_folders(prompt):  # Gemma 3 (an LTX-2.5 workflow names its Gemma 4 file instead)
+        singles = [model_catalog.PRESETS[p].files[0] for p in ("gemma-3-12b-bf16", "gemma-3-12b-fp8", "gemma-3-12b-fp4")]
+        lines.append("A single-file Gemma 3 12B in models/text_encoders/ works too: "
+                     + ", ".join(f.name for f in singles) + f" ({singles[0].repo}).")  # fmt: skip
     lines.append("Download them from the OpenLTX folder (custom_nodes/<pack>): python tools/download_models.py "
                  + " ".join(download_presets(prompt)))  # fmt: skip
     return "\n".join(lines)

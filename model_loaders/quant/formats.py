@@ -12,7 +12,8 @@ Formats (detected from the file, never chosen by the user):
                    and/or per-layer ``<layer>.comfy_quant`` uint8 tensors holding that JSON;
                    tensors ``weight_scale`` / ``input_scale`` as in ``fp8_scaled``.  Layers may
                    also be ``"nvfp4"`` (``nvfp4.py``: uint8 weight, e4m3 block scales,
-                   ``weight_scale_2``); the Gemma loader reads those, the transformer not yet.
+                   ``weight_scale_2``) or ``"int8_tensorwise"`` (int8 weight, F32 [N, 1] scale,
+                   optionally ConvRot-rotated: ``int8_convrot.py``), as in the LTX-2.5 files.
 ``gguf``           GGUF (``gguf_format``).
 
 Every format is normalised to one state dict of bare keys: quantized Linears carry
@@ -37,7 +38,7 @@ from . import int8_convrot
 
 QUANTIZE_OPTIONS = {"none": None, "fp8 (per-tensor scaled)": "fp8", "int8 (per-channel)": "int8"}
 COMFY_FP8_FORMATS = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
-_SCALE_SUFFIXES = (".weight_scale", ".input_scale")
+_SCALE_SUFFIXES = (".weight_scale", ".input_scale", ".weight_scale_2")
 _SHOW = 12
 
 
@@ -130,14 +131,17 @@ def layer_formats(path, metadata: Mapping[str, str], marker_tensors: Mapping[str
 
 
 def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str,
-                       accept_int8: bool = False) -> dict:  # fmt: skip
+                       accept_int8: bool = False, accept_nvfp4: bool = False) -> dict:  # fmt: skip
     """Layer (bare) -> per-layer config of a ``comfy_quant`` transformer; formats other than fp8 raise.
 
     ``accept_int8``: also accept ``int8_tensorwise`` layers (plain or ConvRot, ``int8_convrot``),
-    for callers that dequantize them with ``int8_convrot``.
+    for callers that dequantize them with ``int8_convrot``; ``accept_nvfp4``: also ``nvfp4``.
     """
+    from . import nvfp4
+
     layers = layer_formats(path, metadata, marker_tensors, prefix)
     supported = set(COMFY_FP8_FORMATS) | ({int8_convrot.FORMAT} if accept_int8 else set())
+    supported |= {nvfp4.FORMAT} if accept_nvfp4 else set()
     bad = {k: c.get("format") for k, c in layers.items() if c.get("format") not in supported}
     if bad:
         shown = ", ".join(f"{k}: {v}" for k, v in list(bad.items())[:_SHOW])
@@ -155,20 +159,24 @@ def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mappin
 
 
 def check_keys(path, model_shapes: Mapping[str, tuple], file_shapes: Mapping[str, tuple],
-               quantized: Iterable[str], what: str = "transformer") -> None:
+               quantized: Iterable[str], what: str = "transformer", nvfp4: Iterable[str] = ()) -> None:
     """Strict key check for a normalised state dict.
 
-    ``quantized``: canonical weight keys stored quantized (fp8 / int8).  Each of those needs a
-    ``weight_scale``; ``input_scale`` is allowed there; scale keys anywhere else are
-    unexpected.  Weight shapes are compared as ``[out, in]`` (GGUF callers pass logical shapes).
+    ``quantized``: canonical weight keys stored quantized (fp8 / int8 / NVFP4).  Each of those
+    needs a ``weight_scale``; ``input_scale`` is allowed there; scale keys anywhere else are
+    unexpected.  ``nvfp4``: the weight keys among them that are NVFP4, which also need a
+    ``weight_scale_2``.  Weight shapes are compared as ``[out, in]`` (GGUF / NVFP4 callers pass
+    logical shapes).
     """
-    quantized = set(quantized)
+    quantized = set(quantized) | set(nvfp4)
     expected = dict(model_shapes)
     allowed_extra = set()
     for wkey in quantized:
         layer = wkey[: -len(".weight")]
         expected[layer + ".weight_scale"] = None
         allowed_extra.add(layer + ".input_scale")
+    for wkey in nvfp4:
+        expected[wkey[: -len(".weight")] + ".weight_scale_2"] = None
     missing = sorted(set(expected) - set(file_shapes))
     unexpected = sorted(set(file_shapes) - set(expected) - allowed_extra)
     mismatched = [
@@ -241,8 +249,8 @@ def read_safetensors_transformer(
             if canon in targets:
                 q, s = quantize_weight(t, quantize)
                 out[canon], out[canon[: -len(".weight")] + ".weight_scale"] = q, s
-            elif canon.endswith(_SCALE_SUFFIXES):
-                out[canon] = t.to(torch.float32)
+            elif canon.endswith(_SCALE_SUFFIXES):  # NVFP4 block scales stay e4m3
+                out[canon] = t if t.dtype == torch.float8_e4m3fn else t.to(torch.float32)
             elif t.is_floating_point() and t.dtype not in (torch.float8_e4m3fn, torch.float8_e5m2) and t.dtype != dense_dtype:
                 out[canon] = t.to(dense_dtype)
             else:

@@ -12,6 +12,11 @@ fp8 e4m3   ``weight_scale`` () [+ ``input_scale`` ()]    ``W_fp8 * weight_scale`
 int8       ``weight_scale`` (out,) or ()                 ``q * weight_scale``; on CUDA an INT8 x INT8
                                                          ``torch._int_mm`` instead
 uint8      (GGUF bytes ``(out, row_bytes)``)             torch block dequantizer (``gguf_dequant``)
+int8       ``weight_scale`` (out, 1) or () — ComfyUI's   ``(q * s)`` un-rotated per group
+ConvRot    ``int8_tensorwise`` (LTX-2.5 comfy-int8-      (``int8_convrot.dequantize``); layers named
+           convrot), group from ``int8_layers``          in ``int8_layers``
+uint8      ``weight_scale`` e4m3 tiled, ``weight_scale_2``  ``nvfp4.dequantize`` (cropped to
+NVFP4      () [+ ``input_scale`` ()] (``nvfp4_layers``)  ``[out, in]``), on any device
 float      —                                             the weight itself (plain comfy behaviour)
 =========  ===========================================  ==========================================
 
@@ -19,8 +24,9 @@ LoRA (ComfyUI's ModelPatcher): ``convert_weight`` turns the stored weight (or Co
 float32 copy of it) into the real float weight, ``calculate_weight`` adds the patches, and
 ``set_weight`` stores the sum back — requantized under the layer's existing scale for fp8 /
 int8 (memory stays 1 byte per weight; the scale is not a patched key, so unpatching restores
-the original exactly), kept dense in ``dense_dtype`` for GGUF layers (a K-quant re-fit per
-patch would be slow and lossy).
+the original exactly; a ConvRot layer's sum is rotated back first, so the patch lands on the
+un-rotated weight), kept dense in ``dense_dtype`` for GGUF and NVFP4 layers (a K-quant / FP4
+re-fit per patch would be slow and lossy).
 
 In ComfyUI's low-VRAM path the patches are applied per call through the layer's
 ``weight_function`` list (``LowVramPatch``).  Its convention changed between hosts: 0.3.75
@@ -44,7 +50,9 @@ import torch.nn.functional as F
 from . import fp8 as fp8_mod
 from . import gguf_dequant as gd
 from . import int8 as int8_mod
+from . import int8_convrot
 from . import matmul as qmm
+from . import nvfp4
 
 _FP8_TYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
@@ -99,20 +107,29 @@ def quantized_operations(
     gguf_layers: Mapping[str, tuple[int, tuple[int, int]]] | None = None,
     dense_dtype: torch.dtype = torch.bfloat16,
     scaled_mm: bool = True,
+    int8_layers: Mapping[str, int] | None = None,
+    nvfp4_layers=(),
 ):
     """A subclass of the ops namespace ``base`` whose ``Linear`` takes quantized weights.
 
     Args:
         base: ``comfy.ops.manual_cast`` / ``disable_weight_init`` (or ``ltx2.ops.TorchOps``).
         gguf_layers: bare layer name -> (ggml type id, (out, in)) for GGUF-quantized Linears.
-        dense_dtype: dtype of LoRA-patched GGUF weights.
+        dense_dtype: dtype of LoRA-patched GGUF / NVFP4 weights.
         scaled_mm: allow ``torch._scaled_mm`` for fp8 layers on GPUs with fp8 tensor cores.
+        int8_layers: bare layer name -> ConvRot group size (0: no rotation) for ComfyUI
+            ``int8_tensorwise`` Linears (the LTX-2.5 comfy-int8-convrot files).
+        nvfp4_layers: bare layer names of NVFP4 Linears.
     """
     table = dict(gguf_layers or {})
+    int8_table = dict(int8_layers or {})
+    nvfp4_table = frozenset(nvfp4_layers)
     base_linear = base.Linear
 
     class QuantLinear(base_linear):
         _gguf_table = table
+        _int8_table = int8_table
+        _nvfp4_table = nvfp4_table
         _dense_dtype = dense_dtype
         _scaled_mm = scaled_mm
 
@@ -122,6 +139,8 @@ def quantized_operations(
             self.input_scale = None
             self.gguf_qtype: int | None = None
             self.gguf_shape: tuple[int, int] | None = None
+            self.convrot_group: int | None = None  # ComfyUI int8_tensorwise layer (0: not rotated)
+            self.weight_scale_2 = None  # NVFP4 per-tensor scale
 
         def reset_parameters(self):  # weights come from the file
             return None
@@ -132,35 +151,53 @@ def quantized_operations(
             weight = state_dict.get(wkey)
             scale = state_dict.pop(prefix + "weight_scale", None)
             in_scale = state_dict.pop(prefix + "input_scale", None)
+            scale_2 = state_dict.pop(prefix + "weight_scale_2", None)
             quantized = weight is not None and (weight.dtype in _FP8_TYPES or weight.dtype in (torch.int8, torch.uint8))
             if not quantized:
-                if scale is not None or in_scale is not None:
+                if scale is not None or in_scale is not None or scale_2 is not None:
                     error_msgs.append(f"{prefix}weight_scale/input_scale given for a layer whose weight is not quantized")
                 return super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
             state_dict.pop(wkey)
             layer = prefix[:-1].removeprefix("diffusion_model.")
-            if weight.dtype == torch.uint8:
+            if layer in self._nvfp4_table:
+                if weight.dtype != torch.uint8 or scale is None or scale_2 is None:
+                    error_msgs.append(f"{wkey}: an NVFP4 layer needs a uint8 weight, weight_scale and weight_scale_2")
+                elif not nvfp4.fits((self.out_features, self.in_features), weight.shape, scale.shape):
+                    error_msgs.append(f"{wkey}: NVFP4 tensors {list(weight.shape)} + {list(scale.shape)} do not hold "
+                                      f"a {self.out_features} x {self.in_features} weight")  # fmt: skip
+            elif scale_2 is not None:
+                error_msgs.append(f"{prefix}weight_scale_2 given for a layer that is not NVFP4")
+            elif weight.dtype == torch.uint8:
                 if layer not in self._gguf_table:
                     error_msgs.append(f"{wkey}: uint8 weight without a GGUF type")
                 else:
                     self.gguf_qtype, self.gguf_shape = self._gguf_table[layer]
             elif scale is None:
                 error_msgs.append(f"{wkey} is {weight.dtype} but {prefix}weight_scale is missing")
+            if weight.dtype == torch.int8 and layer in self._int8_table:
+                self.convrot_group = int(self._int8_table[layer])
             # the base class loads the bias; the quantized tensors are attached afterwards so it
             # does not report them missing
             super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
             if wkey in missing_keys:
                 missing_keys.remove(wkey)
             self.weight = torch.nn.Parameter(weight, requires_grad=False)
-            if scale is not None:
-                self.weight_scale = torch.nn.Parameter(scale.to(torch.float32), requires_grad=False)
+            if scale is not None:  # NVFP4 block scales stay e4m3 (1 byte each)
+                keep = scale.dtype if layer in self._nvfp4_table else torch.float32
+                self.weight_scale = torch.nn.Parameter(scale.to(keep), requires_grad=False)
             if in_scale is not None:
                 self.input_scale = torch.nn.Parameter(in_scale.to(torch.float32), requires_grad=False)
+            if scale_2 is not None and layer in self._nvfp4_table:  # after the base class: not a "missing" key
+                self.weight_scale_2 = torch.nn.Parameter(scale_2.to(torch.float32), requires_grad=False)
 
         # ------------------------------------------------------------------ weights
         @property
         def quant_kind(self) -> str:
             w = self.weight
+            if w.dtype == torch.uint8 and self.weight_scale_2 is not None:
+                return "nvfp4"
+            if w.dtype == torch.int8 and self.convrot_group is not None:
+                return "int8_convrot"
             if w.dtype == torch.uint8 and self.gguf_qtype is not None:
                 return "gguf"
             if w.dtype in _FP8_TYPES:
@@ -170,6 +207,9 @@ def quantized_operations(
             return "dense"
 
         def _dequant(self, raw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+            kind = self.quant_kind
+            if kind in ("nvfp4", "int8_convrot"):
+                return self._comfy_dequant(raw, kind, dtype)
             if raw.dtype == torch.uint8 and self.gguf_qtype is not None:
                 return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape).to(dtype)
             if raw.dtype in _FP8_TYPES:
@@ -177,6 +217,13 @@ def quantized_operations(
             if raw.dtype == torch.int8:
                 return int8_mod.dequantize(raw, self.weight_scale, dtype)
             return raw.to(dtype)
+
+        def _comfy_dequant(self, raw: torch.Tensor, kind: str, dtype: torch.dtype) -> torch.Tensor:
+            """NVFP4 / ComfyUI int8 (ConvRot) stored weight -> float ``[out, in]`` in ``dtype`` on ``raw``'s device."""
+            if kind == "nvfp4":
+                return nvfp4.dequantize(raw, self.weight_scale, self.weight_scale_2, (self.out_features, self.in_features),
+                                        dtype=dtype, device=raw.device)  # fmt: skip
+            return int8_convrot.dequantize(raw, self.weight_scale.to(raw.device), self.convrot_group, dtype)
 
         def dequantized_weight(self, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
             """The float weight ``[out, in]`` (for tests, LoRA and conversions)."""
@@ -186,6 +233,9 @@ def quantized_operations(
         def convert_weight(self, weight, inplace=False, **kwargs):
             """Stored weight (or ComfyUI's float32 copy of it) -> float32 real weight."""
             kind = self.quant_kind
+            if kind in ("nvfp4", "int8_convrot") and tuple(weight.shape) == tuple(self.weight.shape):
+                raw = weight.to(self.weight.dtype) if weight.is_floating_point() else weight  # codes survive fp32
+                return self._comfy_dequant(raw, kind, torch.float32)
             if kind == "gguf" and tuple(weight.shape) == tuple(self.weight.shape):
                 raw = weight.to(torch.uint8) if weight.is_floating_point() else weight  # byte values survive fp32
                 return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape)
@@ -197,7 +247,12 @@ def quantized_operations(
 
         def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
             kind = self.quant_kind
-            if kind == "fp8":
+            if kind == "int8_convrot":  # rotate the patched weight back, requantize under the stored row scales
+                w = weight.to(torch.float32)
+                w = int8_convrot.rotate(w, self.convrot_group) if self.convrot_group else w
+                s = self.weight_scale.to(device=w.device, dtype=torch.float32).reshape(-1, 1)
+                new = torch.round(w / s).clamp(-128, 127).to(torch.int8)
+            elif kind == "fp8":
                 new = fp8_mod.requantize(weight, self.weight_scale).to(self.weight.dtype)
             elif kind == "int8":
                 new = int8_mod.requantize(weight, self.weight_scale)
