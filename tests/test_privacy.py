@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from comfy_host import NETGUARD_DIR, history_error
-from test_workflows import SHIPPED, load_api, saved_mp4s, server  # noqa: F401 - the fixture, with its input files
+from test_workflows import SHIPPED, load_api, saved_audio, saved_mp4s, server  # noqa: F401 - the fixture, with its input files
 
 pytestmark = pytest.mark.server
 
@@ -71,13 +71,15 @@ def test_the_guard_is_live_and_refuses(server, tmp_path):
 def test_shipped_workflow_opens_no_connection(server, name):
     prompt = demo.tiny_prompt(load_api(name))
     for node in prompt.values():  # a new prompt text and seed: nothing answered from ComfyUI's cache
-        if node["class_type"] == "OpenLTXTextEncode":
+        if node["class_type"] in ("OpenLTXTextEncode", "OpenLTXEnhancePrompt") \
+                and isinstance(node["inputs"].get("prompt"), str):  # (the enhanced workflow's encoder takes a link)
             node["inputs"]["prompt"] += " (offline check)"
         if node["class_type"] == "RandomNoise":
             node["inputs"]["noise_seed"] += 1000
     entry = server.run_prompt(prompt, timeout=300)
     assert history_error(entry) is None, f"{name} failed:\n{history_error(entry)}"
-    assert len(saved_mp4s(server, entry)) == 1
+    # one mp4, or for the audio-only workflows (text-to-audio, audio retake) one FLAC
+    assert len(saved_mp4s(server, entry)) + len(saved_audio(server, entry)) == 1, entry.get("outputs")
     assert server.network_attempts() == [], f"network access attempted:\n{_attempts_report(server)}"
 
 
