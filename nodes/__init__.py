@@ -8,8 +8,10 @@ skipped; a module that is present but fails to import raises, so ComfyUI reports
 import importlib
 import importlib.util
 
-# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video.
-NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video")
+# Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, video in,
+# long video.
+NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video",
+                "video_in", "long_video")
 
 
 def _collect() -> list:

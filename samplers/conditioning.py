@@ -143,6 +143,22 @@ def fit_audio(audio: torch.Tensor, steps: int) -> torch.Tensor:
     return audio[:, :, :steps]
 
 
+def fit_length(x: torch.Tensor, length: int, dim: int, mode: str = "zeros") -> torch.Tensor:
+    """``x`` cut or padded to ``length`` along ``dim``; padding is zeros (``"zeros"``, e.g.
+    silence after a waveform) or repeats the last slice (``"edge"``, e.g. a latent a step short
+    after rounding)."""
+    n = x.shape[dim]
+    if n >= length:
+        return x.narrow(dim, 0, length)
+    if mode == "edge" and n > 0:
+        pad = x.narrow(dim, n - 1, 1).expand(*[length - n if d == dim % x.ndim else s for d, s in enumerate(x.shape)])
+    else:
+        shape = list(x.shape)
+        shape[dim] = length - n
+        pad = x.new_zeros(shape)
+    return torch.cat((x, pad), dim=dim)
+
+
 def extend_video(
     source: torch.Tensor, keep_frames: int, new_frames: int, source_audio: torch.Tensor | None = None,
     new_audio_steps: int | None = None, fps: float = 24.0,
