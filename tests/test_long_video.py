@@ -199,3 +199,219 @@ def test_golden_file_is_what_the_reference_records():
             assert x.keys() == y.keys()
             for key in x:
                 assert x[key] == (pytest.approx(y[key], abs=1e-5) if key == "values" else y[key]), (key, x, y)
+
+
+# ------------------------------------------------------------------------------ the node on the host
+CKPT = "ltx2-tiny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def host(repo_root, tmp_path_factory):
+    import subprocess
+    import sys
+
+    import folder_paths
+
+    root = tmp_path_factory.mktemp("long_models")
+    (root / "checkpoints").mkdir()
+    proc = subprocess.run([sys.executable, str(repo_root / "tools" / "make_tiny_checkpoint.py"), "--version", "2.0",
+                           "--out", str(root / "checkpoints" / CKPT), "--components", "all"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    saved = folder_paths.folder_names_and_paths["checkpoints"]
+    folder_paths.folder_names_and_paths["checkpoints"] = ([str(root / "checkpoints")], saved[1])
+    folder_paths.filename_list_cache.clear()
+    from openltx.nodes.loaders import OpenLTXCheckpointLoader, OpenLTXVAELoader
+
+    model = OpenLTXCheckpointLoader.execute(ckpt_name=CKPT, weight_dtype="default")[0]
+    vae, audio_vae = OpenLTXVAELoader.execute(vae_name=CKPT, dtype="fp32")[:2]
+    yield {"model": model, "vae": vae, "audio_vae": audio_vae}
+    folder_paths.folder_names_and_paths["checkpoints"] = saved
+    folder_paths.filename_list_cache.clear()
+
+
+def _cond(model, seed):
+    cc = model.model.model_config
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, 6, cc.video_context_width, generator=g),
+             {"audio_context": torch.randn(1, 6, cc.audio_context_width, generator=g), "frame_rate": 24.0}]]  # fmt: skip
+
+
+def _guider(model, pos, neg, cfg=1.0):
+    from openltx.samplers import guidance as G
+    from openltx.samplers.comfy_guider import MultimodalGuider
+
+    off = G.StreamGuidance(cfg=cfg, stg=0.0, stg_blocks=(), rescale=0.0, modality_scale=1.0, skip_step=0)
+    guider = MultimodalGuider(model, off, off)
+    guider.set_conds(pos, neg)
+    return guider
+
+
+class _Spy:
+    """Records the video latent frames and appended token groups of every model call."""
+
+    def __init__(self, model):
+        self.dm = model.model.diffusion_model
+        self.calls = []
+
+    def __enter__(self):
+        self.original = type(self.dm).forward
+        spy = self
+
+        def forward(dm, x, timestep, context=None, **kw):
+            video = x[0] if isinstance(x, (list, tuple)) else x
+            spy.calls.append({"frames": video.shape[2], "keyframes": [i.latent.shape[2] for i in kw.get("openltx_keyframes") or ()],
+                              "references": [i.latent.shape[2] for i in kw.get("openltx_reference") or ()]})  # fmt: skip
+            return spy.original(dm, x, timestep, context=context, **kw)
+
+        type(self.dm).forward = forward
+        return self
+
+    def __exit__(self, *exc):
+        type(self.dm).forward = self.original
+
+
+def _run(host, latent, pos, neg, window=17, overlap=16, strength=0.5, prompts=None, seed=0):
+    import comfy_extras.nodes_custom_sampler as cs
+    from openltx.nodes.long_video import OpenLTXLoopingSampler
+
+    guider = _guider(host["model"], pos, neg)
+    sampler = cs.KSamplerSelect.execute("euler")[0]
+    noise = cs.RandomNoise.execute(seed)[0]
+    sigmas = torch.tensor([1.0, 0.6, 0.0])
+    return OpenLTXLoopingSampler.execute(noise, guider, sampler, sigmas, latent, window, overlap, strength, 0.0,
+                                         prompts)[0]  # fmt: skip
+
+
+def _parts(nt):
+    return list(nt.unbind()) if getattr(nt, "is_nested", False) else [nt]
+
+
+def test_node_three_windows_with_sound_keyframe_and_prompts(host):
+    from openltx.nodes.conditioning import OpenLTXKeyframe
+    from openltx.nodes.decode import OpenLTXEncodeImage
+    from openltx.nodes.latents import OpenLTXEmptyLatent
+
+    model = host["model"]
+    latent = OpenLTXEmptyLatent.execute(width=64, height=64, frames=33, fps=24.0, batch_size=1)[0]  # 5 latent frames
+    pos, neg = _cond(model, 0), _cond(model, 1)
+    image = OpenLTXEncodeImage.execute(torch.rand(1, 64, 64, 3), host["vae"], width=64, height=64, crf=0)[0]
+    pos, neg, latent = OpenLTXKeyframe.execute(pos, neg, latent, image, 30, 1.0)  # frame 30: the third window
+    prompts = [_cond(model, 5), _cond(model, 6)]
+    with _Spy(model) as spy:
+        out = _run(host, latent, pos, neg, prompts=prompts)
+    video, audio = _parts(out["samples"])
+    src_v, src_a = _parts(latent["samples"])
+    assert video.shape == src_v.shape and audio.shape == src_a.shape and out["frame_rate"] == 24.0
+    assert torch.isfinite(video).all() and torch.isfinite(audio).all() and "noise_mask" not in out
+    # windows [0, 3), [1, 4), [2, 5): 2 steps each, never more than one window's frames per call
+    assert [c["frames"] for c in spy.calls] == [3, 3, 3, 3, 3, 3], spy.calls
+    assert [c["keyframes"] for c in spy.calls] == [[], [], [2], [2], [2, 1], [2, 1]], spy.calls  # tails, then the keyframe
+
+
+def test_node_memory_is_one_window_whatever_the_length(host):
+    """4x the frames: 4x the model calls, each on the same number of tokens."""
+    from openltx.nodes.latents import OpenLTXEmptyLatent
+
+    model = host["model"]
+    pos, neg = _cond(model, 0), _cond(model, 1)
+    sizes = {}
+    for frames in (33, 65):
+        latent = OpenLTXEmptyLatent.execute(width=64, height=64, frames=frames, fps=24.0, batch_size=1)[0]
+        with _Spy(model) as spy:
+            out = _run(host, latent, pos, neg)
+        sizes[frames] = [c["frames"] for c in spy.calls]
+        assert _parts(out["samples"])[0].shape[2] == (frames - 1) // 8 + 1
+    assert set(sizes[33]) == set(sizes[65]) == {3} and len(sizes[65]) > len(sizes[33])
+
+
+def _jumps(video: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change between consecutive latent frames, per frame pair."""
+    return (video[:, :, 1:] - video[:, :, :-1]).abs().mean(dim=(0, 1, 3, 4))
+
+
+def test_window_borders_are_seamless(host):
+    """The change across a window border is no larger than the changes inside windows, while
+    windows sampled on their own (no tail, hard cut) jump at their borders."""
+    from openltx.nodes.latents import OpenLTXEmptyLatent
+
+    model = host["model"]
+    pos, neg = _cond(model, 0), _cond(model, 1)
+    latent = OpenLTXEmptyLatent.execute(width=64, height=64, frames=81, fps=24.0, batch_size=1)[0]  # 11 latents
+    out = _run(host, latent, pos, neg, window=33, overlap=16)  # windows of 5 latents, 2 shared: [0,5) [3,8) [6,11)
+    video = _parts(out["samples"])[0]
+    jumps = _jumps(video)
+    borders = [4, 7]  # pairs (4, 5) and (7, 8): the first latent each new window adds
+    inside = [i for i in range(len(jumps)) if i not in borders]
+    border, within = jumps[borders], jumps[inside]
+    print(f"seamless: border jumps {border.tolist()}, inside mean {within.mean():.4f} max {within.max():.4f}")
+    assert border.max() <= within.max() * 1.05
+    # the same windows sampled independently and cut: a visible jump
+    cut = _run(host, latent, pos, neg, window=33, overlap=16, strength=0.0)
+    hard = []
+    for k, (s, e) in enumerate(((0, 5), (3, 8), (6, 11))):
+        part = OpenLTXEmptyLatent.execute(width=64, height=64, frames=33, fps=24.0, batch_size=1)[0]
+        hard.append(_parts(_run(host, part, pos, neg, window=33, overlap=16, seed=s)["samples"])[0])
+    naive = torch.cat((hard[0], hard[1][:, :, 2:], hard[2][:, :, 2:]), dim=2)
+    naive_jumps = _jumps(naive)
+    print(f"naive cut: border jumps {naive_jumps[borders].tolist()}, strength 0 border {_jumps(_parts(cut['samples'])[0])[borders].tolist()}")
+    assert naive_jumps[borders].mean() > border.mean()
+
+
+def test_extend_chain_and_join(host):
+    """Clip -> Extend Video -> sample -> Join, twice: one latent, the kept frames untouched."""
+    import comfy_extras.nodes_custom_sampler as cs
+    from openltx.nodes.conditioning import OpenLTXExtendVideo
+    from openltx.nodes.latents import OpenLTXEmptyLatent
+    from openltx.nodes.long_video import OpenLTXJoinExtension
+
+    model = host["model"]
+    pos, neg = _cond(model, 0), _cond(model, 1)
+    guider = _guider(model, pos, neg)
+    sampler, sigmas = cs.KSamplerSelect.execute("euler")[0], torch.tensor([1.0, 0.6, 0.0])
+    clip = OpenLTXEmptyLatent.execute(width=64, height=64, frames=17, fps=24.0, batch_size=1)[0]
+    clip = cs.SamplerCustomAdvanced.execute(cs.RandomNoise.execute(1)[0], guider, sampler, sigmas, clip)[0]
+    joined = clip
+    for seed in (2, 3):
+        ext = OpenLTXExtendVideo.execute(joined, keep_latent_frames=2, frames=25)[0]
+        ext = cs.SamplerCustomAdvanced.execute(cs.RandomNoise.execute(seed)[0], guider, sampler, sigmas, ext)[0]
+        before = _parts(joined["samples"])[0]
+        joined = OpenLTXJoinExtension.execute(joined, ext, 2)[0]
+        v = _parts(joined["samples"])[0]
+        assert torch.equal(v[:, :, : before.shape[2]], before)
+    v, a = _parts(joined["samples"])
+    assert v.shape[2] == 3 + 2 * (4 - 2) and a.shape[2] > 0
+    with pytest.raises(ValueError, match="Join Extension: the extension does not start"):
+        OpenLTXJoinExtension.execute(clip, joined, 2)
+
+
+def test_node_errors(host):
+    from openltx.nodes.latents import OpenLTXEmptyLatent
+    from openltx.nodes.long_video import OpenLTXLoopingSampler
+
+    assert "8k+1" in OpenLTXLoopingSampler.validate_inputs(window_frames=40, overlap_frames=16)
+    assert "multiple of 8" in OpenLTXLoopingSampler.validate_inputs(window_frames=41, overlap_frames=20)
+    assert "shorter than the window" in OpenLTXLoopingSampler.validate_inputs(window_frames=17, overlap_frames=24)
+    assert OpenLTXLoopingSampler.validate_inputs(window_frames=17, overlap_frames=16) is True
+    import comfy_extras.nodes_custom_sampler as cs
+
+    model = host["model"]
+    latent = OpenLTXEmptyLatent.execute(width=64, height=64, frames=33, fps=24.0, batch_size=1)[0]
+    core = cs.CFGGuider.execute(model, _cond(model, 0), _cond(model, 1), 1.0)[0]
+    with pytest.raises(ValueError, match="only the LTX-2 Multimodal Guider applies"):
+        OpenLTXLoopingSampler.execute(cs.RandomNoise.execute(0)[0], core, cs.KSamplerSelect.execute("euler")[0],
+                                      torch.tensor([1.0, 0.0]), latent, 17, 8 * 2)  # fmt: skip
+
+
+def test_node_schemas_have_tooltips_and_help_pages(repo_root):
+    from openltx.nodes import long_video as N
+
+    for node in N.NODES:
+        schema = node.define_schema()
+        assert schema.node_id.startswith("OpenLTX") and schema.display_name.startswith("LTX-2 ")
+        assert schema.category.startswith("OpenLTX/") and schema.description
+        untipped = [i.id for i in schema.inputs if not (i.tooltip or "").strip()]
+        untipped += [o.display_name or o.io_type for o in schema.outputs if not (o.tooltip or "").strip()]
+        assert not untipped, f"{schema.node_id}: no tooltip on {untipped}"
+        assert (repo_root / "web" / "docs" / f"{schema.node_id}.md").is_file(), schema.node_id
+        node.GET_NODE_INFO_V1()
