@@ -115,6 +115,14 @@ _PRESETS = (
     Preset("ltx-2-upscalers", "LTX-2 latent upscalers: spatial x2 and temporal x2 (latent_upscale_models/)",
            (_ltx2("ltx-2-spatial-upscaler-x2-1.0.safetensors", "latent_upscale_models"),
             _ltx2("ltx-2-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models"))),
+    # LTX-2 19B IC-LoRAs, one Hugging Face repo each (reference-video control: edges, depth, pose;
+    # the detailer re-renders a video with more detail).
+    *(Preset(f"ltx-2-ic-lora-{kind}", f"LTX-2 19B IC-LoRA {title} (loras/)",
+             (HubFile(f"Lightricks/LTX-2-19b-IC-LoRA-{repo}", f"ltx-2-19b-ic-lora-{kind}.safetensors", "loras"),))
+      for kind, repo, title in (("canny-control", "Canny-Control", "canny edge control"),
+                                ("depth-control", "Depth-Control", "depth control"),
+                                ("pose-control", "Pose-Control", "human pose control"),
+                                ("detailer", "Detailer", "detailer: video-to-video refinement"))),
     # LTX-2.3 22B (Lightricks/LTX-2.3, fp8 bundles in Lightricks/LTX-2.3-fp8).
     Preset("ltx-2.3-dev", "LTX-2.3 22B dev, bf16 bundle (checkpoints/)",
            (_ltx23("ltx-2.3-22b-dev.safetensors", "checkpoints"),)),
@@ -150,9 +158,14 @@ _PRESETS = (
 def _workflows_preset() -> Preset:
     by_name = {f.name: f for p in _PRESETS for f in p.files}
     names = ("ltx-2-19b-dev.safetensors", "ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-lora-384.safetensors",
-             "ltx-2-spatial-upscaler-x2-1.0.safetensors")  # fmt: skip
+             "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+             # video-to-video, IC-LoRA control, temporal upscale (LTX-2.0) and the LTX-2.3 detailer
+             "ltx-2-19b-ic-lora-canny-control.safetensors", "ltx-2-19b-ic-lora-pose-control.safetensors",
+             "ltx-2-19b-ic-lora-detailer.safetensors", "ltx-2-temporal-upscaler-x2-1.0.safetensors",
+             "ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors")  # fmt: skip
     return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B dev and distilled, "
-                  "the distilled LoRA, the spatial x2 upscaler and Google's Gemma 3 folder",
+                  "the distilled LoRA, the spatial and temporal x2 upscalers, the canny / pose / detailer IC-LoRAs, "
+                  "LTX-2.3 22B dev with its distilled LoRA and Google's Gemma 3 folder",
                   tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 

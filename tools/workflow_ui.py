@@ -14,9 +14,13 @@ which inputs are sockets, its outputs.  ``--shipped`` starts a headless ComfyUI 
 Frontend details the converter reproduces (ComfyUI 0.3.75, frontend 1.2x-1.3x):
 * a seed-like INT (``control_after_generate``) is followed in ``widgets_values`` by its
   control value (``"fixed"`` here, so a shipped workflow reproduces the reference's seed);
-* ``image_upload`` adds one widget value (``"image"``), ``audio_upload`` two (``None, None``);
+* ``image_upload`` and ``video_upload`` add one widget value (``"image"``), ``audio_upload`` two
+  (``None, None``);
 * a widget input fed by a link keeps its widget value and gets a socket ``{"widget": {"name"}}``;
-* optional sockets carry ``"shape": 7``; loaders carry ``properties.models`` download hints.
+* optional sockets carry ``"shape": 7``; loaders carry ``properties.models`` download hints;
+* groups: API nodes may name one in ``_meta.group`` (an OpenLTX twin convention; ComfyUI ignores
+  ``_meta``).  Grouped workflows are laid out group by group, left to right, each group a
+  LiteGraph group box around its nodes, the Note above them all (covering none).
 
 ``ui_to_api`` is the reverse (used by the tests to check a UI file against its API twin).
 Node titles come from an API node's ``_meta.title`` (ComfyUI's own export field).
@@ -45,6 +49,12 @@ SEED_CONTROL = "fixed"
 COLUMN_WIDTH = 380  # px between layout columns
 NODE_WIDTH = 330
 NOTE_WIDTH = 420
+NODE_TITLE = 30  # px LiteGraph draws a node's title bar above its pos
+GROUP_PAD = 30  # px between a group's border and its nodes
+GROUP_TITLE = 80  # px from a group's top to its first node's pos (group title + node title)
+GROUP_GAP = 60  # px between groups
+GROUP_COLORS = ("#3f789e", "#8a8", "#b58b2a", "#a1309b", "#88a", "#b06634", "#4e8a8a")
+GROUP_ORDER = ("Models", "Input video", "Prompt", "Conditioning", "Sampling", "Output")  # left to right; others after
 # Official files -> (ComfyUI model folder, download URL) come from tools/model_catalog.py, the table
 # the download presets use: a loader naming one gets a properties.models entry (the frontend's
 # missing-model dialog offers the download) and every workflow's Note lists them.  A Hugging Face
@@ -78,7 +88,7 @@ def widget_extras(options: dict) -> list:
     """UI-only values the frontend stores after a widget's own value."""
     if options.get("control_after_generate"):
         return [SEED_CONTROL]
-    if options.get("image_upload"):
+    if options.get("image_upload") or options.get("video_upload"):  # the upload button's value
         return ["image"]
     if options.get("audio_upload"):
         return [None, None]
@@ -126,6 +136,37 @@ def _height(n_sockets: int, widgets: list[tuple[str, dict]]) -> int:
 
 def _sort_key(node_id: str):
     return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
+
+
+def group_of(node: dict) -> str | None:
+    """The group an API node names in ``_meta.group`` (None: ungrouped)."""
+    return (node.get("_meta") or {}).get("group")
+
+
+def _layout_groups(prompt: dict, nodes: dict[str, dict], order: list[str], depth: dict[str, int],
+                   top: int) -> list[dict]:  # fmt: skip
+    """Place grouped nodes group by group (left to right: ``GROUP_ORDER``, then other groups in
+    the order they first occur in the flow); inside a group, columns by link depth.  Returns the LiteGraph groups; no-op
+    (``[]``) when no node names a group.  Ungrouped nodes of a grouped prompt form "Other"."""
+    if not any(group_of(n) for n in prompt.values()):
+        return []
+    found = list(dict.fromkeys(group_of(prompt[k]) or "Other" for k in order))
+    names = [g for g in GROUP_ORDER if g in found] + [g for g in found if g not in GROUP_ORDER]
+    groups, x = [], 0
+    for index, name in enumerate(names):
+        members = [k for k in order if (group_of(prompt[k]) or "Other") == name]
+        columns = sorted({depth[k] for k in members})
+        column_y: dict[int, int] = defaultdict(int)
+        for k in members:
+            col = columns.index(depth[k])
+            nodes[k]["pos"] = [x + GROUP_PAD + col * COLUMN_WIDTH, top + GROUP_TITLE + column_y[col]]
+            column_y[col] += nodes[k]["size"][1] + 50 + NODE_TITLE
+        width = 2 * GROUP_PAD + (len(columns) - 1) * COLUMN_WIDTH + NODE_WIDTH
+        height = GROUP_TITLE + max(column_y.values()) - 50 - NODE_TITLE + GROUP_PAD
+        groups.append({"id": index + 1, "title": name, "bounding": [x, top, width, height],
+                       "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 24, "flags": {}})  # fmt: skip
+        x += width + GROUP_GAP
+    return groups
 
 
 # ----------------------------------------------------------------------------- API -> UI
@@ -243,6 +284,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
             if not out["links"]:
                 out["links"] = None
 
+    groups = _layout_groups(prompt, nodes, order, depth, top=note_height + GROUP_GAP)
     note_id = max(int(k) for k in prompt) + 1
     note = {"id": note_id, "type": "Note", "pos": [0, 0], "size": [NOTE_WIDTH, note_height], "flags": {},
             "order": len(order), "mode": 0, "inputs": [], "outputs": [], "properties": {},
@@ -250,7 +292,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
     all_nodes = [nodes[k] for k in order] + [note]
     return {
         "id": workflow_id or str(uuid.uuid4()), "revision": 0, "last_node_id": note_id, "last_link_id": len(links),
-        "nodes": all_nodes, "links": links, "groups": [], "config": {},
+        "nodes": all_nodes, "links": links, "groups": groups, "config": {},
         "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}}, "version": 0.4,
     }  # fmt: skip
 
@@ -279,10 +321,23 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         if values:
             raise ValueError(f"node {node['id']} ({node['type']}): {len(values)} widget values left over: {values}")
         entry = {"class_type": node["type"], "inputs": inputs}
-        if node.get("title"):
-            entry["_meta"] = {"title": node["title"]}
+        meta = {"title": node["title"]} if node.get("title") else {}
+        group = _group_at(workflow.get("groups") or [], node.get("pos") or [0, 0])
+        if group:
+            meta["group"] = group
+        if meta:
+            entry["_meta"] = meta
         prompt[str(node["id"])] = entry
     return prompt
+
+
+def _group_at(groups: list[dict], pos) -> str | None:
+    """The title of the group whose box holds ``pos``."""
+    for group in groups:
+        x, y, w, h = group["bounding"]
+        if x <= pos[0] < x + w and y <= pos[1] < y + h:
+            return group.get("title")
+    return None
 
 
 # ----------------------------------------------------------------------------- object_info sources
