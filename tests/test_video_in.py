@@ -188,6 +188,62 @@ def test_encoding_equals_ltx_core_video_encoder(ltx_pipelines_media, clip, tiled
         assert (got - whole).abs().max() < 1e-5
 
 
+def test_ic_lora_reference_from_a_file_equals_ic_lora_pipeline(ltx_pipelines_media, tmp_path):
+    """Control video file -> LTX-2 Load Video -> Encode Video (downscale 2) -> Reference Video Guide
+    gives the appended tokens, positions and attention ltx-pipelines' ICLoraPipeline builds
+    (load_video_conditioning at H/2 x W/2, VideoEncoder, VideoConditionByReferenceLatent in the
+    attention-strength wrapper) on the same file and weights."""
+    import comfy.nested_tensor as nt
+
+    from openltx.host import aux_models
+    from openltx.ltx2 import positions as P
+    from openltx.model_loaders.tiny_layouts import tiny_config
+    from openltx.nodes.conditioning import OpenLTXReferenceVideoGuide
+    from openltx.nodes.video_in import OpenLTXEncodeVideo
+    from openltx.samplers import conditioning as C
+    from test_video_vae_parity import random_vae, reference_pair
+
+    import ltx_core.loader  # noqa: F401
+    from ltx_core.components.patchifiers import VideoLatentPatchifier
+    from ltx_core.conditioning import ConditioningItemAttentionStrengthWrapper, VideoConditionByReferenceLatent
+    from ltx_core.model.video_vae.model_configurator import VideoDecoderConfigurator, VideoEncoderConfigurator
+    from ltx_core.tools import VideoLatentTools
+    from ltx_core.types import VideoLatentShape
+
+    control = write_video(tmp_path / "control.mp4", 17, 96, 64, FPS, audio_rate=None)
+    cfg = tiny_config("2.0")["vae"]
+    model = random_vae(cfg, seed=5)
+    encoder, _ = reference_pair((VideoEncoderConfigurator, VideoDecoderConfigurator), cfg, model)
+    # the reference: output 192x128, reference at 96x64, 17 frames, attention strength 0.5
+    with torch.no_grad():
+        ref_latent = encoder(ltx_pipelines_media.load_video_conditioning(str(control), 64, 96, 17, torch.float32,
+                                                                         torch.device("cpu")))  # fmt: skip
+    video = torch.zeros(1, 128, 3, 4, 6)
+    tools = VideoLatentTools(VideoLatentPatchifier(patch_size=1), VideoLatentShape(*video.shape), FPS)
+    state = tools.create_initial_state("cpu", torch.float32, video.clone())
+    item = ConditioningItemAttentionStrengthWrapper(VideoConditionByReferenceLatent(ref_latent, 2, 1.0), attention_mask=0.5)
+    state = item.apply_to(state, tools)
+    # ours, through the nodes
+    vae = aux_models.AuxModel(model, kind="video VAE", source="tiny", load_device=torch.device("cpu"),
+                              offload_device=torch.device("cpu"))  # fmt: skip
+    frames = V.read_frames(control, frames=17).frames
+    ours_ref = OpenLTXEncodeVideo.execute(frames, vae, width=192, height=128, downscale_factor=2, tiling="off")[0]
+    latent = {"samples": nt.NestedTensor((video, torch.zeros(1, 8, 18, 16))), "frame_rate": FPS}
+    cond = [[torch.zeros(1, 4, 8), {}]]
+    pos, _ = OpenLTXReferenceVideoGuide.execute(cond, cond, latent, ours_ref, 2, 1.0, 0.5)
+    ref_item = pos[0][1]["openltx_reference"][0]
+    sigma = torch.tensor([0.7])
+    tokens, timesteps, positions, attention = C.append_tokens(
+        P.patchify_video(video), torch.full((1, 72), 0.7), P.video_positions(1, 3, 4, 6, FPS), sigma, FPS,
+        references=(ref_item,))
+    assert tokens.shape == state.latent.shape
+    err = ((tokens - state.latent).norm() / state.latent.norm()).item()
+    assert err < 1e-4, err
+    assert torch.equal(positions, state.positions)
+    torch.testing.assert_close(timesteps, state.denoise_mask[..., 0] * sigma, rtol=0, atol=0)
+    assert torch.equal(attention, state.attention_mask)
+
+
 # ------------------------------------------------------------------------------ nodes on the host
 CKPT = "ltx2-tiny.safetensors"
 
