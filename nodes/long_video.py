@@ -105,7 +105,7 @@ class OpenLTXLoopingSampler(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def validate_inputs(cls, window_frames=None, overlap_frames=None, **_):
+    def validate_inputs(cls, window_frames=None, overlap_frames=None):  # named only: the host checks the rest
         errors = []
         if window_frames is not None and (window_frames - 1) % FRAME_STEP:
             errors.append(f"window_frames {window_frames} is not of the form 8k+1 (e.g. 97, 121)")

@@ -93,7 +93,7 @@ class OpenLTXLoadVideo(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def validate_inputs(cls, video=None, **_):
+    def validate_inputs(cls, video=None):  # only the inputs named: ComfyUI still checks the others
         if video is not None and not folder_paths.exists_annotated_filepath(video):
             return f"LTX-2 Load Video: no file {video!r} in the input folder"
         return True
@@ -216,7 +216,7 @@ class OpenLTXEncodeVideo(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
-    def validate_inputs(cls, width=None, height=None, **_):
+    def validate_inputs(cls, width=None, height=None):  # named inputs only: the host checks the rest
         bad = [f"{n} {v} is not a multiple of {SIZE_STEP}" for n, v in (("width", width), ("height", height))
                if v is not None and v % SIZE_STEP]  # fmt: skip
         return "; ".join(bad) if bad else True
