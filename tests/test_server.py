@@ -47,6 +47,13 @@ EXPECTED_NODES = {
                                    "strength"),
     "OpenLTXLoraLoader": ("model", "lora_name", "strength"),
     "OpenLTXRenoise": ("latent", "sigma", "noise_seed"),
+    "OpenLTXLoadVideo": ("video", "start_s", "frames", "fps", "width", "height", "frames_8k_plus_1"),
+    "OpenLTXEncodeVideo": ("images", "video_vae", "width", "height", "downscale_factor", "frame_rate", "audio_vae",
+                           "audio", "tiling"),
+    "OpenLTXLoopingSampler": ("noise", "guider", "sampler", "sigmas", "latent", "window_frames", "overlap_frames",
+                              "overlap_strength", "adain_factor", "window_prompts"),
+    "OpenLTXWindowPrompts": ("text_encoder", "prompts", "frame_rate"),
+    "OpenLTXJoinExtension": ("latent", "extension", "keep_latent_frames"),
 }
 
 
