@@ -10,10 +10,12 @@ whether the two outputs are equal (max abs difference).
 
 ``--preset 19b`` builds the full 19B shapes with random weights block by block (each block
 is filled on the compute device and moved straight to pinned CPU memory, so the GPU never
-holds more than the budget while building).  ``--fp8`` stores the block Linear weights as
-float8_e4m3fn with a per-tensor scale, upcast per Linear (a stand-in for the real fp8 ops;
-the non-block layers stay in ``--dtype``, as in Lightricks' fp8 files).  The resident run
-moves every block to the device afterwards (needs ~38 GB for bf16 19B, ~20 GB with fp8).
+holds more than the budget while building).  ``--fp8`` builds the model with the pack's own
+quantized layers (``model_loaders.quant.ops.QuantLinear``) and stores the block Linears as
+float8_e4m3fn + per-tensor scale with Lightricks' recipe (blocks 0 and 43-47 and the
+non-block layers stay in ``--dtype``), so the run takes the same FP8 x FP8 matmul path as a
+loaded fp8 file.  The resident run moves every block to the device afterwards (needs ~38 GB
+for bf16 19B, ~22 GB with fp8).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,38 +34,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.ops import TorchOps  # noqa: E402
+from model_loaders.quant import fp8 as fp8_mod  # noqa: E402
+from model_loaders.quant.ops import quantized_operations  # noqa: E402
 from ltx2.transformer import LTXAVTransformer  # noqa: E402
 from host.offload import enable_block_streaming, module_bytes  # noqa: E402
 from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402
 from transformer import PRESETS, make_inputs  # noqa: E402  (benchmarks/transformer.py)
-
-FP8 = torch.float8_e4m3fn
-FP8_MAX = 448.0
-
-
-class Fp8Linear(torch.nn.Linear):
-    """A Linear whose weight can be quantized to e4m3 with a per-tensor scale.
-
-    ``weight_scale`` is a buffer, so streaming moves it with the weight; before
-    ``quantize_()`` the layer is a plain Linear (non-block layers stay that way).
-    """
-
-    def quantize_(self) -> None:
-        w = self.weight.detach().float()
-        scale = (w.abs().amax() / FP8_MAX).clamp(min=1e-12)
-        self.weight = torch.nn.Parameter((w / scale).to(FP8), requires_grad=False)
-        self.register_buffer("weight_scale", scale.reshape(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype != FP8:
-            return super().forward(x)
-        w = self.weight.to(x.dtype) * self.weight_scale.to(x.dtype)
-        return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
-
-
-class Fp8Ops(TorchOps):
-    Linear = Fp8Linear
-
 
 def pin_module_(module: torch.nn.Module, pin: bool) -> None:
     """Move ``module``'s tensors to (pinned) CPU memory in place of the device ones."""
@@ -82,7 +57,8 @@ def pin_module_(module: torch.nn.Module, pin: bool) -> None:
 def build(cfg: TransformerConfig, dtype, device: str, fp8: bool, seed: int = 0) -> LTXAVTransformer:
     """The model on the meta device, filled block by block: non-block layers on ``device``,
     blocks in (pinned) CPU memory."""
-    model = LTXAVTransformer(cfg, operations=Fp8Ops if fp8 else None, dtype=dtype, device="meta").eval()
+    ops = quantized_operations(TorchOps, dense_dtype=dtype) if fp8 else None  # the pack's QuantLinear
+    model = LTXAVTransformer(cfg, operations=ops, dtype=dtype, device="meta").eval()
     blocks = model.transformer_blocks
     model.transformer_blocks = torch.nn.ModuleList()  # detach so the non-block part fills alone
     model.to_empty(device=device)
@@ -91,10 +67,12 @@ def build(cfg: TransformerConfig, dtype, device: str, fp8: bool, seed: int = 0) 
     for i, block in enumerate(blocks):
         block.to_empty(device=device)
         fill_random_(block, seed + 1 + i)
-        if fp8:
+        if fp8 and not fp8_mod.keep_high_precision(f"transformer_blocks.{i}.x"):
             for m in block.modules():
-                if isinstance(m, Fp8Linear):
-                    m.quantize_()
+                if hasattr(m, "gguf_qtype"):  # a QuantLinear: fp8 weight + per-tensor scale, as in the official files
+                    q, scale = fp8_mod.quantize(m.weight.detach())
+                    m.weight = torch.nn.Parameter(q, requires_grad=False)
+                    m.weight_scale = torch.nn.Parameter(scale, requires_grad=False)
         if device != "cpu":
             pin_module_(block, pin=True)
     model.requires_grad_(False)
@@ -162,7 +140,7 @@ def main() -> None:
         "resolution": f"{preset['width']}x{preset['height']}x{preset['frames']}",
         "device": torch.cuda.get_device_name() if cuda else f"cpu simulated ({torch.get_num_threads()} threads)",
         "dtype": args.dtype,
-        "block_weights": "fp8_e4m3fn+scale" if args.fp8 else args.dtype,
+        "block_weights": "fp8_e4m3fn+scale (QuantLinear, Lightricks recipe)" if args.fp8 else args.dtype,
         "layers": cfg.num_layers,
         "model_bytes": total,
         "budget_bytes": budget,

@@ -11,6 +11,7 @@ Modules:
   text_encoder    the text-encoder runtime: Gemma on demand, connectors, prompt cache
   gemma_streaming Gemma resident or streamed layer by layer
   prompt_cache    on-disk cache of encoded prompts
+  previews        live previews while sampling (sampler wrapper, colours fitted to the VAE)
 
 ``model_loaders/`` turns files into modules and never imports ComfyUI; this package does
 (except ``offload``, ``prompt_cache`` and ``gemma_streaming``, which benchmarks import on

@@ -7,9 +7,10 @@ and everything else in the graph (unloading others, or running partly offloaded 
 GPU).  These objects are the values of the pack's own types ``OPENLTX_VAE``,
 ``OPENLTX_AUDIO_VAE`` (audio VAE + vocoder in one ``ModuleDict``) and ``OPENLTX_UPSCALER``.
 
-A loader output whose part is absent from the file (a bundle without audio, a standalone
-audio file without the video VAE) is an ``Unavailable`` placeholder: using it raises its
-message, which says what is missing and what to load instead.
+The VAE loader takes the parts from one or two files (a bundle; or a video VAE file and an
+audio VAE + vocoder file, as Kijai and unsloth publish them).  An output whose part no file
+holds is an ``Unavailable`` placeholder: using it raises its message, which says what is
+missing and which published files carry it.
 
 Latent helpers: ``split_latent`` takes a LATENT dict apart into its video / audio streams
 (nested or single) and ``join_latent`` builds one back.
@@ -29,9 +30,11 @@ import comfy.model_patcher
 import comfy.nested_tensor
 import comfy.ops
 
-from ..model_loaders.safetensors_file import parse_config, read_header
+from ..model_loaders.aux_parts import Part, find_parts, where_to_get
+from ..model_loaders.safetensors_file import read_header
 from ..model_loaders.upsampler_loading import load_upsampler
 from ..model_loaders.video_vae_loading import load_video_vae
+from . import previews
 
 log = logging.getLogger(__name__)
 
@@ -93,59 +96,91 @@ def pick_dtype(choice: str, load_device) -> torch.dtype:
 
 
 # ------------------------------------------------------------------------------ loading
-def file_parts(path: str) -> dict[str, bool]:
-    """Which LTX-2 auxiliary parts a file holds (from its header keys)."""
+def file_parts(path: str) -> dict[str, Part]:
+    """The LTX-2 auxiliary parts a file holds (``model_loaders.aux_parts``; header only)."""
     header = read_header(path)
-    keys = header.tensors
-    config = parse_config(header) or {}
-    # Bare "encoder.*" / "decoder.*" keys are a video VAE only when the header describes one
-    # (a standalone audio VAE file may use the same bare names).
-    video_config = "vae" in config or "encoder_blocks" in config or "decoder_blocks" in config
-    video = any(k.startswith(("vae.encoder.", "vae.decoder.")) for k in keys) or (
-        video_config and any(k.startswith(("encoder.", "decoder.")) for k in keys)
-    )
-    audio = any(k.startswith("audio_vae.") for k in keys)
-    vocoder = any(k.startswith("vocoder.") for k in keys)
-    return {"video_vae": video, "audio_vae": audio, "vocoder": vocoder}
+    return find_parts({k: e.shape for k, e in header.tensors.items()})
 
 
-def load_vae_file(path: str, dtype_choice: str = "default") -> tuple[AuxModel | Unavailable, AuxModel | Unavailable]:
-    """(video VAE, audio VAE + vocoder) of a bundle or a standalone VAE file."""
-    name = os.path.basename(path)
+def _names(paths) -> str:
+    return " and ".join(os.path.basename(p) for p in paths)
+
+
+VaeOutputs = tuple["AuxModel | Unavailable", "AuxModel | Unavailable"]
+_PART_WORDS = {"audio_vae": "audio VAE", "vocoder": "vocoder"}
+
+
+def load_vae_files(paths: list[str], dtype_choice: str = "default",
+                   inputs: tuple[str, ...] = ("vae_name", "second_vae_name")) -> VaeOutputs:  # fmt: skip
+    """(video VAE, audio VAE + vocoder) from one or two files: each part from the first file
+    that holds it (a bundle holds all three; a video VAE file and an audio file complement
+    each other).  A part no file holds is an ``Unavailable`` naming the published files that
+    carry it; a file that holds no part at all is an error naming its input.
+    """
     load_device, offload_device = mm.vae_device(), mm.vae_offload_device()
     dtype = pick_dtype(dtype_choice, load_device)
-    parts = file_parts(path)
-    if not any(parts.values()):
-        raise ValueError(
-            f"{name}: no LTX-2 VAE weights in this file (expected 'vae.*' video VAE keys and/or 'audio_vae.*' + "
-            "'vocoder.*'); pick the LTX-2 checkpoint or a standalone LTX-2 VAE file"
+    found: dict[str, tuple[str, Part]] = {}
+    for path, input_name in zip(paths, inputs):
+        parts = file_parts(path)
+        if not parts:
+            raise ValueError(
+                f"{input_name}: {os.path.basename(path)}: no LTX-2 VAE weights in this file (expected 'vae.*' video "
+                "VAE keys and/or 'audio_vae.*' + 'vocoder.*', or the keys of a standalone LTX-2 video / audio VAE "
+                f"file); pick a file that holds them: the video VAE is in {where_to_get('video_vae', None)}; the "
+                f"audio VAE and vocoder are in {where_to_get('audio_vae', None)}"
+            )
+        for name, part in parts.items():
+            if name in found:
+                log.info("%s: its %s is not used; %s provides it", os.path.basename(path), part.what,
+                         os.path.basename(found[name][0]))  # fmt: skip
+            else:
+                found[name] = (path, part)
+    versions = {n: part.version for n, (_, part) in found.items() if part.version}
+    if "video_vae" in versions and "vocoder" in versions and versions["video_vae"] != versions["vocoder"]:
+        log.warning("LTX-2 VAE Loader: the video VAE (%s) is from LTX-%s, the audio VAE / vocoder (%s) from LTX-%s; "
+                    "use the parts of one model", os.path.basename(found["video_vae"][0]), versions["video_vae"],
+                    os.path.basename(found["vocoder"][0]), versions["vocoder"])  # fmt: skip
+    names = _names(paths)
+    verb = "has" if len(paths) == 1 else "have"
+    if "video_vae" in found:
+        module = load_video_vae(found["video_vae"][0], dtype=dtype, device=offload_device, operations=OPERATIONS)
+        video = AuxModel(module, kind="video VAE", source=found["video_vae"][0], load_device=load_device,
+                         offload_device=offload_device)  # fmt: skip
+        previews.register_video_vae(video)  # preview colours fitted to this VAE (host/previews.py)
+    else:
+        version = versions.get("vocoder")
+        video = Unavailable(
+            "video VAE",
+            f"{names} {verb} no LTX-2 video VAE. It is in {where_to_get('video_vae', version)}: select one of those "
+            "files as vae_name or second_vae_name in the LTX-2 VAE Loader",
         )
-    if parts["video_vae"]:
-        module = load_video_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
-        video = AuxModel(module, kind="video VAE", source=path, load_device=load_device, offload_device=offload_device)
+    if "audio_vae" in found and "vocoder" in found:
+        audio = _load_audio(found["audio_vae"][0], found["vocoder"][0], dtype, load_device, offload_device)
     else:
-        video = Unavailable("video VAE", f"{name} holds no video VAE ('vae.*' keys); load the LTX-2 checkpoint instead")
-    if parts["audio_vae"] and parts["vocoder"]:
-        audio = _load_audio(path, dtype, load_device, offload_device)
-    else:
-        missing = " and ".join(p for p in ("audio_vae", "vocoder") if not parts[p])
+        missing = " and ".join(_PART_WORDS[p] for p in ("audio_vae", "vocoder") if p not in found)
+        version = versions.get("video_vae") or versions.get("vocoder")
         audio = Unavailable(
             "audio VAE",
-            f"{name} has no audio decoder ({missing} weights missing): it cannot make or read sound. Load the full "
-            "LTX-2 checkpoint (it holds audio_vae.* and vocoder.*) in the LTX-2 VAE Loader, or leave the audio input "
-            "unconnected",
+            f"{names} {verb} no audio decoder ({missing} missing): it cannot make or read sound. The audio VAE and "
+            f"vocoder are in {where_to_get('audio_vae', version)}: select one of those files as second_vae_name (or "
+            "vae_name) in the LTX-2 VAE Loader, or leave the audio input unconnected",
         )
     return video, audio
 
 
-def _load_audio(path: str, dtype, load_device, offload_device) -> AuxModel:
-    from ..model_loaders import audio_loading  # the audio engineer's module: imported when a file has audio
+def load_vae_file(path: str, dtype_choice: str = "default") -> VaeOutputs:
+    """(video VAE, audio VAE + vocoder) of a bundle or a standalone VAE file."""
+    return load_vae_files([path], dtype_choice)
 
-    audio_vae = audio_loading.load_audio_vae(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
-    vocoder = audio_loading.load_vocoder(path, dtype=dtype, device=offload_device, operations=OPERATIONS)
+
+def _load_audio(vae_path: str, vocoder_path: str, dtype, load_device, offload_device) -> AuxModel:
+    from ..model_loaders import audio_loading  # imported when a file has audio
+
+    audio_vae = audio_loading.load_audio_vae(vae_path, dtype=dtype, device=offload_device, operations=OPERATIONS)
+    vocoder = audio_loading.load_vocoder(vocoder_path, dtype=dtype, device=offload_device, operations=OPERATIONS)
     both = torch.nn.ModuleDict({"audio_vae": audio_vae, "vocoder": vocoder})
     both.dtype = dtype
-    return AuxModel(both, kind="audio VAE", source=path, load_device=load_device, offload_device=offload_device)
+    return AuxModel(both, kind="audio VAE", source=vae_path, load_device=load_device, offload_device=offload_device)
 
 
 def load_upscaler_file(path: str, dtype_choice: str = "default") -> AuxModel:
@@ -220,6 +255,8 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     """
     module = vae.module
     module.check_latent(latent)
+    interrupt = mm.throw_exception_if_processing_interrupted  # checked before every tile
+    interrupt()
     b, _, f, h, w = latent.shape
     # Room for a default-size tile; auto tiling then sizes tiles to what is actually free.
     frames, ph, pw = T.TIME * (f - 1) + 1, h * T.SPACE, w * T.SPACE
@@ -233,7 +270,8 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
     if noise_scale is not None:  # decode_chunks has no noise-scale argument: set it for this run
         module.decode_noise_scale = float(noise_scale)
     try:
-        for chunk in T.decode_chunks(module, x, config, timestep=timestep, progress=progress, generator=generator):
+        for chunk in T.decode_chunks(module, x, config, timestep=timestep, progress=progress, generator=generator,
+                                     interrupt=interrupt):  # fmt: skip
             yield ((chunk.float() + 1.0) * 0.5).clamp_(0.0, 1.0).permute(0, 2, 3, 4, 1).to(out_device)
     finally:
         module.decode_noise_scale = saved
@@ -241,6 +279,7 @@ def decode_video(vae: AuxModel, latent: torch.Tensor, *, tiling: str = "auto", t
 
 def encode_image(vae: AuxModel, images: torch.Tensor) -> torch.Tensor:
     """IMAGE ``(B, H, W, 3)`` in [0, 1] (H, W multiples of 32) -> latent ``(B, C, 1, H/32, W/32)``."""
+    mm.throw_exception_if_processing_interrupted()
     device = vae.load()
     pixels = images.to(device=device, dtype=vae.dtype).permute(0, 3, 1, 2).unsqueeze(2) * 2.0 - 1.0
     with torch.no_grad():
@@ -267,8 +306,10 @@ def encode_video(vae: AuxModel, frames: torch.Tensor, *, tiling: str = "auto", t
     def prepare(tile: torch.Tensor) -> torch.Tensor:
         return tile.to(device=device, dtype=vae.dtype) * 2.0 - 1.0  # never in place: it may be the input
 
+    interrupt = mm.throw_exception_if_processing_interrupted  # checked before every tile
+    interrupt()
     with torch.no_grad():
-        latent = T.encode_tiled(vae.module, pixels, config, progress, prepare=prepare, device=device)
+        latent = T.encode_tiled(vae.module, pixels, config, progress, interrupt, prepare=prepare, device=device)
     return latent.float().to(mm.intermediate_device())
 
 
@@ -280,6 +321,7 @@ def upscale_video(up: AuxModel, vae: AuxModel, video: torch.Tensor) -> torch.Ten
             f"the video latent has {video.shape[1]} channels; the upscaler takes {cfg.in_channels} and the VAE "
             f"{vae.module.latent_channels}. Use a latent, VAE and upscaler of the same LTX-2 model"
         )
+    mm.throw_exception_if_processing_interrupted()
     out_shape = cfg.output_shape(tuple(video.shape))
     need = 4 * cfg.mid_channels * math.prod(out_shape[2:]) * video.shape[0] * torch.finfo(up.dtype).bits // 8
     device = up.load(memory_required=need)
@@ -302,6 +344,7 @@ def _audio_api():
 def decode_audio(audio: AuxModel, latent: torch.Tensor) -> dict:
     """Audio latent ``(B, 8, T, 16)`` -> AUDIO ``{"waveform": (B, 2, N), "sample_rate": int}``."""
     decode, _ = _audio_api()
+    mm.throw_exception_if_processing_interrupted()
     device = audio.load()
     with torch.no_grad():
         latent = latent.to(device=device, dtype=audio.dtype)
@@ -312,6 +355,7 @@ def decode_audio(audio: AuxModel, latent: torch.Tensor) -> dict:
 def encode_audio(audio: AuxModel, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """AUDIO waveform ``(B, C, N)`` at ``sample_rate`` -> audio latent ``(B, 8, T, 16)``."""
     _, encode = _audio_api()
+    mm.throw_exception_if_processing_interrupted()
     device = audio.load()
     with torch.no_grad():
         latent = encode(audio.module["audio_vae"], waveform.to(device=device, dtype=torch.float32), int(sample_rate))

@@ -1,7 +1,7 @@
 """Running Gemma 3: weights resident on the compute device, or streamed layer by layer.
 
-``GemmaEncoder`` keeps the text weights in CPU memory (``StoredWeight``: the file's fp8 bytes
-or the compute dtype) and materializes them on the compute device per *unit* -- the token
+``GemmaEncoder`` keeps the text weights in CPU memory (``StoredWeight``: the file's fp8 / NVFP4
+bytes, or the compute dtype) and materializes them on the compute device per *unit* -- the token
 embedding, each decoder layer, the final norm.  ``budget_bytes`` decides which units stay there:
 
 * ``None``: every unit is materialized once and stays (resident; "gpu" / "cpu" modes);
@@ -15,6 +15,10 @@ The same code runs on the CPU with ``device="cpu"`` and a byte budget (the copy 
 no-op alias for same-dtype weights, a dequantization for fp8 ones), which is how the tests
 check that streaming equals residency exactly and that ``peak_bytes`` honours the budget.
 
+LoRAs (``model_loaders/gemma_lora.py``) are merged into a weight when it is materialized, in
+float32 on the compute device, so the CPU copies stay as the file had them and can be shared
+by encoders with different LoRAs (``WeightStore``).
+
 The forward itself is ``transformers``' own (``Gemma3TextModel(..., output_hidden_states=True)``):
 no internals of a particular version are copied, so 4.5x and 5.x behave alike.
 """
@@ -22,15 +26,17 @@ no internals of a particular version are copied, so 4.5x and 5.x behave alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 try:  # <pack>.host, or top-level host (benchmarks, the transformers-5 subprocess test)
     from ..model_loaders.gemma_loading import GemmaSource, StoredWeight, build_gemma_model, check_keys, read_weights
+    from ..model_loaders.gemma_lora import GemmaLoraSpec, merge, read_gemma_lora
     from ..model_loaders.gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase, load_tokenizer
 except ImportError:
     from model_loaders.gemma_loading import GemmaSource, StoredWeight, build_gemma_model, check_keys, read_weights
+    from model_loaders.gemma_lora import GemmaLoraSpec, merge, read_gemma_lora
     from model_loaders.gemma_tokenizer import MAX_LENGTH, GemmaTokenizerBase, load_tokenizer
 
 # Activation memory of one 1024-token encode (hidden states of every layer, attention, MLP),
@@ -45,6 +51,24 @@ def activation_bytes(source: GemmaSource, dtype: torch.dtype, tokens: int = MAX_
     states = source.num_hidden_states * tokens * d * size
     working = tokens * (int(source.config["intermediate_size"]) * 3 + d * 8) * size
     return states + working + 64 * 2**20
+
+
+class WeightStore:
+    """CPU copies shared by every encoder of one Gemma source: its weights and the LoRA tensors read.
+
+    ``weights`` is None until the first encoder loads them; LoRA tensors are read once per file.
+    """
+
+    def __init__(self) -> None:
+        self.weights: dict[str, StoredWeight] | None = None
+        self.dtype: torch.dtype | None = None  # the dtype dense weights were read in
+        self.loras: dict[str, dict] = {}
+
+    def lora(self, spec: GemmaLoraSpec) -> dict:
+        key = repr(spec.identity())
+        if key not in self.loras:
+            self.loras[key] = read_gemma_lora(spec)
+        return self.loras[key]
 
 
 @dataclass
@@ -74,15 +98,19 @@ class GemmaEncoder:
         budget_bytes: int | None = None,
         tokenizer: GemmaTokenizerBase | None = None,
         max_length: int = MAX_LENGTH,
+        loras: Sequence[tuple[GemmaLoraSpec, float]] = (),
+        store: WeightStore | None = None,
     ) -> None:
         self.source = source
+        self.loras = list(loras)
+        self.store = store if store is not None else WeightStore()
+        self._adapters: dict[str, list] = {}  # weight name -> [(up, down, factor, strength)]
         self.dtype = dtype
         self.device = torch.device(device)
         self.budget_bytes = budget_bytes
         self.max_length = max_length
         self._tokenizer = tokenizer
         self.model: torch.nn.Module | None = None
-        self.weights: dict[str, StoredWeight] | None = None
         self.units: list[_Unit] = []
         self.device_bytes = 0
         self.peak_bytes = 0
@@ -96,7 +124,9 @@ class GemmaEncoder:
     @property
     def tokenizer(self) -> GemmaTokenizerBase:
         if self._tokenizer is None:
-            if self.source.tokenizer is not None:
+            if hasattr(self.source, "make_tokenizer"):  # Gemma 4 (model_loaders.gemma4_loading): its own tokenizer
+                self._tokenizer = self.source.make_tokenizer(self.max_length)
+            elif self.source.tokenizer is not None:
                 self._tokenizer = load_tokenizer(self.source.tokenizer, self.max_length)
             else:
                 from safetensors import safe_open
@@ -111,12 +141,21 @@ class GemmaEncoder:
         """Build the module (parameters on meta) and read the weights into CPU memory."""
         if self.model is not None:
             return
-        model = build_gemma_model(self.source, self.device)
+        # A Gemma 4 source builds its own module and reads its own (possibly int8) weights.
+        custom = hasattr(self.source, "build_model")
+        model = self.source.build_model(self.device) if custom else build_gemma_model(self.source, self.device)
         self.builds += 1
         check_keys(self.source, model)
-        names = [n for n, _ in model.named_parameters()]
-        if self.weights is None:  # benchmarks may hand in weights made in memory
-            self.weights = read_weights(self.source, names, self.dtype, progress)
+        shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        if self.weights is None or self.store.dtype != self.dtype:  # benchmarks may hand in weights made in memory
+            if custom:
+                self.weights = self.source.read_weights(list(shapes), self.dtype, progress)
+            else:
+                self.weights = read_weights(self.source, list(shapes), self.dtype, progress, shapes)
+        self._adapters = {}
+        for spec, strength in self.loras:
+            for name, (up, down, factor) in self.store.lora(spec).items():
+                self._adapters.setdefault(name, []).append((up, down, factor, strength))
         self.model = model
         self._plan()
 
@@ -153,11 +192,20 @@ class GemmaEncoder:
         embed.resident = all(u.resident for u in layers) and embed.nbytes <= left
 
     # ---------------------------------------------------------------------- materialization
+    @property
+    def weights(self) -> dict[str, StoredWeight] | None:
+        return self.store.weights
+
+    @weights.setter
+    def weights(self, value) -> None:
+        self.store.weights, self.store.dtype = value, self.dtype
+
+    def _materialize(self, full: str, device, non_blocking: bool = False) -> torch.Tensor:
+        t = self.weights[full].materialize(device, self.dtype, non_blocking)
+        return merge(t, self._adapters[full]) if full in self._adapters else t
+
     def _copy(self, unit: _Unit, non_blocking: bool = False) -> dict[str, torch.Tensor]:
-        return {
-            local: self.weights[full].materialize(self.device, self.dtype, non_blocking)
-            for local, full in unit.params.items()
-        }
+        return {local: self._materialize(full, self.device, non_blocking) for local, full in unit.params.items()}
 
     def _assign(self, unit: _Unit, tensors: dict[str, torch.Tensor]) -> None:
         for local, t in tensors.items():
@@ -254,7 +302,7 @@ class GemmaEncoder:
     def _embed_on_cpu_pre(self, module, args):
         unit = self.units[0]
         for local, full in unit.params.items():
-            module._parameters[local] = torch.nn.Parameter(self.weights[full].materialize("cpu", self.dtype), requires_grad=False)
+            module._parameters[local] = torch.nn.Parameter(self._materialize(full, "cpu"), requires_grad=False)
         module.to_cpu_buffers = {n: b for n, b in module.named_buffers()}
         for n, b in module.to_cpu_buffers.items():
             module._buffers[n] = b.to("cpu")
@@ -302,8 +350,9 @@ class GemmaEncoder:
             torch.cuda.empty_cache()
 
     def unload(self) -> None:
-        """Forget the module and the CPU copies too (the next encode reads the file again)."""
+        """Forget the module, and the CPU copies too unless another encoder shares them (``store``)."""
         self.offload()
         for h in self._hooks:
             h.remove()
-        self._hooks, self.units, self.model, self.weights = [], [], None, None
+        self._hooks, self.units, self.model = [], [], None
+        self.store = WeightStore()

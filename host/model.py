@@ -57,6 +57,9 @@ Conditioning
   Appended tokens are read-only: their velocities are dropped before returning.  Put them
   on the positive *and* negative conditioning (the nodes do) so both passes see them, as in
   ltx-core where they are part of the latent state.
+* ``"openltx_reference_audio"``: an audio latent ``(B, 8, T_ref, 16)`` (LTX-2 Reference Audio,
+  ID-LoRA): appended to the audio stream as clean tokens at negative time
+  (``host/reference_audio.py``); their velocities are dropped.
 * ``"openltx_denoise_mask"`` (cond, older hook): a per-element mask in the layout of the
   sampler's latent (packed ``(B, 1, N)`` for the joint latent, or shaped like the single
   stream's latent; channel dim may be 1).
@@ -106,6 +109,8 @@ from .conds import (
     token_masks,
 )
 from ..model_loaders.safetensors_file import CheckpointError
+from . import speed
+from .reference_audio import REFERENCE_AUDIO_KEY, append_reference_audio
 
 
 DEFAULT_FRAME_RATE = 24.0
@@ -126,8 +131,9 @@ class ModelLoadError(CheckpointError):
 class LTX2LatentFormat(comfy.latent_formats.LatentFormat):
     """The joint LTX-2 latent.  Identity scaling: the VAEs normalise with their own statistics.
 
-    ``latent_rgb_factors`` stays ``None``: on ComfyUI 0.3.75 the preview callback receives
-    the packed ``(B, 1, N)`` tensor of a nested latent and RGB factors crash the sampler.
+    ``latent_rgb_factors`` stays ``None``: ComfyUI's previewer receives the packed ``(B, 1, N)``
+    tensor of a nested latent and RGB factors crash the sampler on 0.3.75.  The MODEL's own
+    sampler wrapper (``previews.py``) sends the previews instead.
     """
 
     latent_channels = VIDEO_LATENT_CHANNELS
@@ -212,16 +218,32 @@ def latent_shapes(
     return video, audio
 
 
-def empty_latent(width: int, height: int, frames: int, fps: float, batch_size: int = 1, **channels: int) -> dict:
+STREAMS = ("video+audio", "audio only", "video only")
+
+
+def empty_latent(
+    width: int, height: int, frames: int, fps: float, batch_size: int = 1, streams: str = "video+audio", **channels: int
+) -> dict:
     """A LATENT dict of zeros: ``{"samples": NestedTensor((video, audio)), "frame_rate": fps}``.
 
-    ``channels``: ``video_channels`` / ``audio_channels`` as in ``latent_shapes``.
+    ``streams``: ``"video+audio"`` (the joint latent), ``"audio only"`` (text-to-audio: a
+    NestedTensor holding the audio stream alone, so core's samplers leave its shape alone and
+    the OpenLTX guider runs the transformer without a video stream, as ltx-core does for
+    ``video=None``) or ``"video only"`` (a plain 5-D tensor).  ``channels``:
+    ``video_channels`` / ``audio_channels`` as in ``latent_shapes``.
     """
+    if streams not in STREAMS:
+        raise ValueError(f"streams must be one of {list(STREAMS)}, got {streams!r}")
     video_shape, audio_shape = latent_shapes(width, height, frames, fps, batch_size, **channels)
     device = mm.intermediate_device()
-    samples = comfy.nested_tensor.NestedTensor(
-        (torch.zeros(video_shape, device=device), torch.zeros(audio_shape, device=device))
-    )
+    if streams == "video only":
+        samples = torch.zeros(video_shape, device=device)
+    elif streams == "audio only":
+        samples = comfy.nested_tensor.NestedTensor((torch.zeros(audio_shape, device=device),))
+    else:
+        samples = comfy.nested_tensor.NestedTensor(
+            (torch.zeros(video_shape, device=device), torch.zeros(audio_shape, device=device))
+        )
     return {"samples": samples, "frame_rate": float(fps)}
 
 
@@ -285,7 +307,8 @@ class LTX2DiffusionModel(LTXAVTransformer):
             transformer_options: ``openltx_denoise_mask`` ``[video_mask, audio_mask]``,
                 ``openltx_perturbations`` (see module doc).
         Returns:
-            velocities in the structure and shapes of ``x``.
+            velocities shaped like ``x``: a list ``[video_v, audio_v]`` for two streams, a
+            tensor for one stream (also when ``x`` is a one-element list).
         """
         video, audio, order = _split_streams(x)
         ref = video if video is not None else audio
@@ -334,24 +357,34 @@ class LTX2DiffusionModel(LTXAVTransformer):
         if audio is not None:
             if audio_context is None:
                 audio_context = context
+            a_tokens, a_steps = P.patchify_audio(audio), per_token(audio_mask)
+            a_positions = P.audio_positions(batch, audio.shape[2], device=device)
+            reference = kwargs.get(REFERENCE_AUDIO_KEY)
+            if reference is not None:  # ID-LoRA: clean reference tokens, outputs dropped below
+                a_tokens, a_steps, a_positions = append_reference_audio(a_tokens, a_steps, a_positions, reference)
             audio_in = StreamInput(
-                latent=P.patchify_audio(audio),
-                timesteps=per_token(audio_mask),
+                latent=a_tokens,
+                timesteps=a_steps,
                 sigma=sigma,
-                positions=P.audio_positions(batch, audio.shape[2], device=device),
+                positions=a_positions,
                 context=audio_context,
                 context_mask=context_mask,
             )
         perturbations = _perturbations(transformer_options, batch)
-        out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point)
+        with speed.call_options(transformer_options) as fast:  # attention kernel, compile, quant matmuls
+            out_v, out_a = super().forward(video_in, audio_in, perturbations, block_callback=_interruption_point, **fast)
         results = {}
         if video is not None:
             noisy = math.prod(video.shape[2:])  # appended conditioning tokens are dropped
             results["video"] = P.unpatchify_video(out_v[:, :noisy], *video.shape[2:])
         if audio is not None:
-            results["audio"] = P.unpatchify_audio(out_a, audio.shape[1], audio.shape[3])
-        if isinstance(x, (list, tuple)):
+            results["audio"] = P.unpatchify_audio(out_a[:, : audio.shape[2]], audio.shape[1], audio.shape[3])
+        if isinstance(x, (list, tuple)) and len(x) > 1:
             return [results[k] for k in order]
+        # One stream: a tensor, also for a one-element list.  Current ComfyUI's BaseModel hands a
+        # single-shape latent over as ``[tensor]`` and repacks only lists of two or more, so a
+        # one-element list back would reach ``calculate_denoised`` as a list (0.3.75 passes the
+        # bare tensor).
         return results[order[0]]
 
 
@@ -445,6 +478,15 @@ class LTX2Model(comfy.model_base.BaseModel):
         token_mask = kwargs.get(DENOISE_MASK_KEY)
         if token_mask is not None:
             out[DENOISE_MASK_KEY] = comfy.conds.CONDRegular(token_mask)
+        reference_audio = kwargs.get(REFERENCE_AUDIO_KEY)
+        if reference_audio is not None:
+            features = cfg.transformer_config.audio_in_channels
+            if reference_audio.ndim != 4 or reference_audio.shape[1] * reference_audio.shape[3] != features:
+                raise ValueError(
+                    f"conditioning {REFERENCE_AUDIO_KEY!r}: latent {tuple(reference_audio.shape)} does not fit this "
+                    f"model's audio latent (B, 8, T, 16); encode the reference with this model's audio VAE"
+                )
+            out[REFERENCE_AUDIO_KEY] = comfy.conds.CONDRegular(reference_audio)
         for key, kind in ((KEYFRAMES_KEY, C.Keyframe), (REFERENCE_KEY, C.ReferenceVideo)):
             items = kwargs.get(key)
             if items:

@@ -25,7 +25,7 @@ from ..model_loaders import checkpoint
 from .model import SUPPORTED_DTYPES, WEIGHT_DTYPE_OPTIONS, LTX2Model, LTX2ModelConfig, ModelLoadError
 from ..model_loaders.quant import formats as qformats
 from ..model_loaders.quant.ops import quantized_operations
-from ..ltx2.config import ConfigError
+from . import previews
 
 log = logging.getLogger(__name__)
 FP8_SCALED_MM_ENV = "OPENLTX_FP8_SCALED_MM"
@@ -89,8 +89,8 @@ def _check_keys(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], source:
     if mismatched:
         parts.append(listing("shape mismatches", mismatched))
     raise ModelLoadError(
-        f"{source}: the transformer weights do not match the transformer its header describes; "
-        + "; ".join(parts)
+        f"{source}: the transformer weights do not form the LTX-2 transformer their shapes describe (the file is "
+        "incomplete, or its parts come from different models); " + "; ".join(parts)
     )
 
 
@@ -141,7 +141,9 @@ def _fill(model: LTX2Model, state_dict: Mapping[str, torch.Tensor], load_device,
         str(model.get_dtype()).removeprefix("torch."),
         f", computed in {str(cast).removeprefix('torch.')}" if cast is not None else "",
     )
-    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    previews.attach(patcher)  # live previews while sampling (host/previews.py)
+    return patcher
 
 
 def build_ltx2_model(
@@ -166,13 +168,15 @@ def build_ltx2_model(
 
 
 def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str = "none", load_device=None, offload_device=None):
-    """Read an LTX-2 checkpoint (single file or transformer-only) into a ComfyUI MODEL.
+    """Read an LTX-2 checkpoint (bundle, transformer-only, GGUF) into a ComfyUI MODEL.
 
-    The header is checked first (family, version, config, every transformer key and shape
-    against the model the config describes); only then is tensor data read.
+    The header is checked first (family, version; the transformer is sized from the tensor
+    shapes, its numeric settings come from the header config or, without one, are the
+    released values; every key and shape is checked against that model); only then is tensor
+    data read.
 
     Args:
-        path: the ``.safetensors`` file.
+        path: the ``.safetensors`` or ``.gguf`` file.
         weight_dtype: ``"default"``, ``"bf16"``, ``"fp16"`` or ``"fp32"`` (see
             ``pick_weight_dtype``); for quantized files the precision of the layers the file
             keeps in high precision.
@@ -183,17 +187,17 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str =
     The weight format (dense, official fp8, ComfyUI scaled fp8 / comfy_quant, GGUF) is
     detected from the file.
     Raises:
-        ``CheckpointError`` (a ``ValueError``) for unusable files, headers, and weights that
-        do not fit the header's config; the message names the file and the keys.
+        ``CheckpointError`` (a ``ValueError``) for unusable files, header values that
+        contradict the tensors, and incomplete weights; the message names the file and the keys.
     """
     load_device = load_device if load_device is not None else mm.get_torch_device()
     offload_device = offload_device if offload_device is not None else mm.unet_offload_device()
     kind = _quantize_kind(quantize)
-    if qformats.is_gguf(path):
-        _ignore_quantize(kind, path, "GGUF")
-        return _load_gguf(path, weight_dtype, load_device, offload_device)
     info = checkpoint.read_checkpoint(path)
     config = checkpoint.transformer_config(info)
+    if info.format == "gguf":
+        _ignore_quantize(kind, path, "GGUF")
+        return _load_gguf(info, config, weight_dtype, load_device, offload_device)
     keys = info.components.get("transformer") or []
     fmt = qformats.detect_format(path, keys, info.dtypes, info.metadata)
     if fmt != "dense" or kind is not None:
@@ -208,11 +212,20 @@ def load_ltx2_model(path: str, weight_dtype: str = "default", *, quantize: str =
         {k[len(prefix):]: tuple(info.shapes[k]) for k in keys},
         prefix,
     )
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
-    _, sd = checkpoint.load_transformer_state_dict(
-        info, dtype=dtype, device=offload_device, progress=lambda done, total: bar.update_absolute(done, total)
-    )
+    progress = _progress(len(keys))
+    _, sd = checkpoint.load_transformer_state_dict(info, dtype=dtype, device=offload_device, progress=progress)
     return _fill(model, sd, load_device, offload_device, str(path))
+
+
+def _progress(total: int):
+    """A ``progress(done, total)`` for the tensor reads: ComfyUI's bar, and Cancel between tensors."""
+    bar = comfy.utils.ProgressBar(max(1, total))
+
+    def progress(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return progress
 
 
 def _numel(info, keys) -> int:
@@ -275,38 +288,38 @@ def _load_quantized(info, config, keys, fmt, kind, weight_dtype, load_device, of
     model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
     qformats.check_keys(path, model_shapes, file_shapes, quantized)
     layers = qformats.quantize_plan(_linear_layers(model)) if kind else ()
-    bar = comfy.utils.ProgressBar(max(1, len(keys)))
     sd = qformats.read_safetensors_transformer(
         path, keys, prefix, fmt, dtype, device=offload_device, quantize=kind, quantize_layers=layers,
-        progress=lambda done, total: bar.update_absolute(done, total),
+        progress=_progress(len(keys)),
     )
     log.info("OpenLTX: weight format %s%s", fmt, f", quantized on load to {kind}" if kind else "")
     return _fill(model, sd, load_device, offload_device, str(path), checked=True)
 
 
-def _load_gguf(path, weight_dtype, load_device, offload_device):
-    """A GGUF transformer: quantized Linears keep their bytes; the rest is dequantized once."""
+def _load_gguf(info, config: TransformerConfig, weight_dtype, load_device, offload_device):
+    """A GGUF transformer: quantized Linears keep their bytes; the rest is dequantized once.
+
+    Only the transformer's tensors are read (text connectors some GGUFs embed are left to the
+    text loader).
+    """
     from ..model_loaders.quant import gguf_format
 
-    g = gguf_format.read_gguf(path)
-    try:
-        config = TransformerConfig.from_header(g.config["transformer"], source=str(path))
-    except ConfigError as err:
-        raise checkpoint.CheckpointError(str(err)) from None
-    numel = sum(math.prod(t.shape) for t in g.tensors.values())
+    path, prefix = info.path, info.transformer_prefix
+    keys = info.components.get("transformer") or []
+    tensors = {k[len(prefix):]: t for k, t in gguf_format.read_gguf_tensors(path, keys, _progress(len(keys))).items()}
+    numel = sum(math.prod(t.shape) for t in tensors.values())
     dtype = pick_weight_dtype(weight_dtype, torch.bfloat16, load_device, numel)
     probe = _new_model(config, dtype, load_device, quantized=True)
     linears = _linear_layers(probe)
-    table = {
-        name[: -len(".weight")]: (t.qtype, t.shape)
-        for name, t in g.tensors.items()
-        if t.quantized and name.endswith(".weight") and name[: -len(".weight")] in linears
-    }
+
+    def keeps_bytes(name: str, t) -> bool:
+        return t.quantized and not t.reshaped and name.endswith(".weight") and name[: -len(".weight")] in linears
+
+    table = {name[: -len(".weight")]: (t.qtype, t.shape) for name, t in tensors.items() if keeps_bytes(name, t)}
     model = _new_model(config, dtype, load_device, gguf_layers=table)
     model_shapes = {k: tuple(v.shape) for k, v in model.diffusion_model.state_dict().items()}
-    qformats.check_keys(path, model_shapes, {k: t.shape for k, t in g.tensors.items()}, (), what="GGUF transformer")
-    sd = {}
-    for name, t in g.tensors.items():
-        sd[name] = t.raw if name[: -len(".weight")] in table and name.endswith(".weight") else t.dequantize().to(dtype)
-    log.info("OpenLTX: GGUF (%s) with %d quantized Linears", g.arch, len(table))
+    qformats.check_keys(path, model_shapes, {k: t.shape for k, t in tensors.items()}, (), what="GGUF transformer")
+    sd = {name: t.raw if keeps_bytes(name, t) else t.dequantize().to(dtype) for name, t in tensors.items()}
+    arch = info.metadata.get("general.architecture", "?")
+    log.info("OpenLTX: GGUF (%s) with %d quantized Linears", arch, len(table))
     return _fill(model, sd, load_device, offload_device, str(path), checked=True)

@@ -6,6 +6,9 @@ Attention here differs from a textbook block in three ways that matter for parit
   * STG "perturbation" replaces the attention output by the value projection, either for the
     whole batch (the Q/K path is then skipped) or blended per batch item;
   * LTX-2.3 multiplies each head's output by ``2 * sigmoid(gate_logit)`` (gated attention).
+
+The attention kernel itself is injected per call (``attention=``, see ``attention_backends``):
+torch SDPA by default, a host's or SageAttention's kernel when the caller passes one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .attention_backends import sdpa_attention
 from .config import RopeType
 from .ops import resolve
 from .rope import apply_interleaved_rope, apply_split_rope
@@ -77,6 +81,8 @@ class Attention(torch.nn.Module):
         bias: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
         skip: bool = False,
+        attention=None,
+        kv_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -87,6 +93,12 @@ class Attention(torch.nn.Module):
             keep: ``(B, 1, 1)`` blend weight: 1 keeps attention, 0 passes the value through
                 (STG on some batch items).
             skip: every batch item is perturbed: output is ``to_out(to_v(context))``.
+            attention: the kernel ``fn(q, k, v, mask) -> (B, T, H*d)`` (``attention_backends``);
+                ``None``: torch SDPA.
+            kv_index: ``(B,)`` row of ``context`` for each query batch item, when ``context``
+                holds only the distinct rows ``(U, S, context_dim)`` (identical prompts of
+                batched guidance passes): K and V are projected once per distinct row.
+                Only for attention without key RoPE.
         Returns:
             ``(B, T, query_dim)``.
         """
@@ -97,10 +109,12 @@ class Attention(torch.nn.Module):
         else:
             q = self._rope(self.q_norm(self.to_q(x)), pe)
             k = self._rope(self.k_norm(self.to_k(ctx)), pe if k_pe is None else k_pe)
+            vh = self._heads(v)
+            if kv_index is not None:  # distinct rows -> one per query batch item
+                k, vh = k.index_select(0, kv_index), vh.index_select(0, kv_index)
             if bias is not None:
                 bias = bias.to(q.dtype)
-            out = F.scaled_dot_product_attention(q, k, self._heads(v), attn_mask=bias)
-            out = out.transpose(1, 2).flatten(2)  # (B, T, H*d)
+            out = (attention or sdpa_attention)(q, k, vh, bias)  # (B, T, H*d)
             if keep is not None:
                 out = torch.lerp(v, out, keep.to(out.dtype))
         if self.to_gate_logits is not None:

@@ -33,6 +33,9 @@ import torch
 
 TIME, SPACE = 8, 32
 Progress = Callable[[int, int], None] | None
+# Called before every tile; what it raises stops the work (the host's Cancel).  ltx2 never
+# imports the host: the caller passes its interrupt check in.
+Interrupt = Callable[[], None] | None
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,13 @@ def _decode_frames(s: int, e: int) -> tuple[int, int]:
 
 
 def decode_chunks(vae, latent: torch.Tensor, tiling: TilingConfig | None, timestep=None,
-                  progress: Progress = None, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
+                  progress: Progress = None, generator: torch.Generator | None = None,
+                  interrupt: Interrupt = None) -> Iterator[torch.Tensor]:  # fmt: skip
     """Yield the decoded video ``(B, 3, f, H, W)`` in consecutive temporal chunks, each final.
 
     Chunks are float32 on the latent's device; their frames concatenated equal
-    ``decode_tiled``.  ``progress(done, total)`` is called after every tile.
+    ``decode_tiled``.  ``progress(done, total)`` is called after every tile, ``interrupt()``
+    before every tile.
     """
     vae.check_latent(latent)
     tiling = tiling or TilingConfig(spatial_tile=None, temporal_tile=None)
@@ -160,6 +165,8 @@ def decode_chunks(vae, latent: torch.Tensor, tiling: TilingConfig | None, timest
             wsum = torch.cat((wsum, wsum.new_zeros(1, 1, grow, *wsum.shape[3:])), dim=2)
         t_sl = slice(f0 - acc_start, f1 - acc_start)
         for ys, xs, w2d in tiles:
+            if interrupt is not None:
+                interrupt()
             with torch.no_grad():
                 out = vae.decode(latent[:, :, s:e, ys, xs], timestep=timestep, generator=generator).float()
             weight = (wt.to(dev)[:, None, None] * w2d.to(dev)[None]).float()  # (f, h, w)
@@ -178,15 +185,17 @@ def decode_chunks(vae, latent: torch.Tensor, tiling: TilingConfig | None, timest
 
 
 def decode_tiled(vae, latent: torch.Tensor, tiling: TilingConfig | None, timestep=None, progress: Progress = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+                 generator: torch.Generator | None = None, interrupt: Interrupt = None) -> torch.Tensor:  # fmt: skip
     """The whole decoded video ``(B, 3, 8(F'-1)+1, 32H', 32W')`` (float32)."""
-    return torch.cat(list(decode_chunks(vae, latent, tiling, timestep, progress, generator)), dim=2)
+    return torch.cat(list(decode_chunks(vae, latent, tiling, timestep, progress, generator, interrupt)), dim=2)
 
 
 # ------------------------------------------------------------------------------ encode
-def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progress: Progress = None, *,
-                 prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, device=None) -> torch.Tensor:  # fmt: skip
-    """Normalized latent ``(B, C, 1+k, h, w)`` of ``pixels (B, 3, 1+8k, 32h, 32w)``, tile by tile.
+def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progress: Progress = None,
+                 interrupt: Interrupt = None, *, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 device=None) -> torch.Tensor:  # fmt: skip
+    """Normalized latent ``(B, C, 1+k, h, w)`` of ``pixels (B, 3, 1+8k, 32h, 32w)``, tile by tile
+    (``progress`` after, ``interrupt`` before every tile).
 
     Temporal chunks start on frame ``8m`` and hold ``8j + 1`` frames, so every chunk is a
     valid encoder input; latents are blended with the same ramps as decode.
@@ -216,6 +225,8 @@ def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progres
     for (s, e), wt in zip(t_spans, t_weights):
         f0, f1 = _decode_frames(s, e)
         for ys, xs, w2d in tiles:
+            if interrupt is not None:
+                interrupt()
             py = slice(ys.start * SPACE, ys.stop * SPACE)
             px = slice(xs.start * SPACE, xs.stop * SPACE)
             with torch.no_grad():

@@ -12,10 +12,12 @@ State-dict keys equal the official checkpoint's keys after ``model.diffusion_mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from . import attention_backends
 from .attention import AdaLNSingle, Attention, CaptionProjection, FeedForward
 from .config import TransformerConfig
 from .inputs import Perturbations, Skip, StreamInput
@@ -33,7 +35,7 @@ class _Stream:
     """A stream's running state inside the blocks (see ``LTXAVTransformer._prepare``)."""
 
     x: torch.Tensor  # (B, T, width)
-    context: torch.Tensor  # (B, L, width)
+    context: torch.Tensor  # (B, L, width), or (U, L, width) distinct rows when context_index is set
     context_bias: torch.Tensor | None  # (B, 1, 1, L) additive
     self_bias: torch.Tensor | None  # (B, 1, T, T) additive
     pe: tuple[torch.Tensor, torch.Tensor]
@@ -44,10 +46,54 @@ class _Stream:
     cross_mod: Modulation | None = None  # 4·width, from the other stream's σ
     cross_gate: Modulation | None = None  # 1·width
     prompt_mod: Modulation | None = None  # 2·width (LTX-2.3 cross-attention AdaLN)
+    context_index: torch.Tensor | None = None  # (B,) row of ``context`` per batch item
+    context_rows: torch.Tensor | None = None  # (U,) a batch item holding each distinct row
 
     @property
     def active(self) -> bool:
         return self.enabled and self.x.numel() > 0
+
+
+SKIP_ALL = True  # a BlockSkips entry: every batch item skips that attention
+
+
+class BlockSkips(NamedTuple):
+    """One block's STG / isolation skips, resolved outside the block.
+
+    Each entry is ``None`` (nobody skips), ``SKIP_ALL`` (every batch item skips) or a
+    ``(B, 1, 1)`` keep mask (0 for the items that skip).  Resolving them before the block
+    keeps the block free of the block index, so one compiled graph serves all blocks.
+    """
+
+    video_self: object = None
+    audio_self: object = None
+    a2v: object = None
+    v2a: object = None
+
+
+_KINDS = (Skip.VIDEO_SELF_ATTN, Skip.AUDIO_SELF_ATTN, Skip.A2V_CROSS_ATTN, Skip.V2A_CROSS_ATTN)
+NO_SKIPS = BlockSkips()
+
+
+def block_skips(perturb: Perturbations, index: int, like: torch.Tensor, cache: dict) -> BlockSkips:
+    """``BlockSkips`` of block ``index``; ``cache`` reuses keep masks of equal patterns."""
+    entries = []
+    for kind in _KINDS:
+        state = perturb.state(kind, index)
+        if state == "none":
+            entries.append(None)
+        elif state == "all":
+            entries.append(SKIP_ALL)
+        else:
+            key = tuple(0.0 if any(r.hits(kind, index) for r in rules) else 1.0 for rules in perturb.per_sample)
+            if key not in cache:
+                cache[key] = torch.tensor(key, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+            entries.append(cache[key])
+    return BlockSkips(*entries)
+
+
+def _keep(entry) -> torch.Tensor | None:
+    return entry if isinstance(entry, torch.Tensor) else None
 
 
 class AVTransformerBlock(torch.nn.Module):
@@ -86,70 +132,135 @@ class AVTransformerBlock(torch.nn.Module):
                 self.audio_prompt_scale_shift_table = torch.nn.Parameter(torch.empty(2, d, **pkw))
 
     # ------------------------------------------------------------------ sub-layers
-    def _self_attention(self, s: _Stream, attn: Attention, table: torch.Tensor, perturb: Perturbations, kind: Skip):
+    # Each takes the stream's current ``x`` and returns the updated one.  The elementwise chains
+    # (RMSNorm + modulation, gate + residual) are plain torch expressions so that inductor fuses
+    # each into one kernel when the block is compiled.
+    def _self_attention(self, s: _Stream, x, attn: Attention, table: torch.Tensor, skip, attention):
         shift, scale, gate = s.mod.rows(table, 0, 3)
-        h = _rms(s.x, self.eps) * (1 + scale) + shift
-        state = perturb.state(kind, self.index)
-        keep = perturb.keep_mask(kind, self.index, s.x) if state == "some" else None
-        s.x = s.x + attn(h, pe=s.pe, bias=s.self_bias, keep=keep, skip=state == "all") * gate
+        h = _rms(x, self.eps) * (1 + scale) + shift
+        out = attn(h, pe=s.pe, bias=s.self_bias, keep=_keep(skip), skip=skip is SKIP_ALL, attention=attention)
+        return x + out * gate
 
-    def _text_attention(self, s: _Stream, attn: Attention, table: torch.Tensor, prompt_table: torch.Tensor | None):
+    def _text_attention(self, s: _Stream, x, attn: Attention, table: torch.Tensor, prompt_table, attention):
         if not self.cross_adaln:  # LTX-2.0: no modulation, no gate, no RoPE
-            s.x = s.x + attn(_rms(s.x, self.eps), s.context, bias=s.context_bias)
-            return
+            return x + attn(_rms(x, self.eps), s.context, bias=s.context_bias, attention=attention,
+                            kv_index=s.context_index)
         shift_q, scale_q, gate = s.mod.rows(table, 6, 9)
-        shift_kv, scale_kv = s.prompt_mod.rows(prompt_table, 0, 2)
-        q_in = _rms(s.x, self.eps) * (1 + scale_q) + shift_q
+        shift_kv, scale_kv = s.prompt_mod.rows(prompt_table, 0, 2)  # (B, 1, D) each
+        if s.context_rows is not None:  # the distinct contexts' rows (same σ within a group)
+            shift_kv, scale_kv = shift_kv.index_select(0, s.context_rows), scale_kv.index_select(0, s.context_rows)
+        q_in = _rms(x, self.eps) * (1 + scale_q) + shift_q
         kv_in = s.context * (1 + scale_kv) + shift_kv
-        s.x = s.x + attn(q_in, kv_in, bias=s.context_bias) * gate
+        return x + attn(q_in, kv_in, bias=s.context_bias, attention=attention, kv_index=s.context_index) * gate
 
-    def _feed_forward(self, s: _Stream, ff: FeedForward, table: torch.Tensor):
+    def _feed_forward(self, s: _Stream, x, ff: FeedForward, table: torch.Tensor):
         shift, scale, gate = s.mod.rows(table, 3, 6)
-        s.x = s.x + ff(_rms(s.x, self.eps) * (1 + scale) + shift) * gate
+        return x + ff(_rms(x, self.eps) * (1 + scale) + shift) * gate
 
-    def _cross_modal(self, v: _Stream, a: _Stream, run_a2v: bool, run_v2a: bool, perturb: Perturbations):
-        vn, an = _rms(v.x, self.eps), _rms(a.x, self.eps)  # both directions use pre-update norms
+    def _cross_modal(self, v: _Stream, vx, a: _Stream, ax, run_a2v: bool, run_v2a: bool, skips: BlockSkips, attention):
+        vn, an = _rms(vx, self.eps), _rms(ax, self.eps)  # both directions use pre-update norms
         tv, ta = self.scale_shift_table_a2v_ca_video, self.scale_shift_table_a2v_ca_audio
-        if run_a2v and perturb.state(Skip.A2V_CROSS_ATTN, self.index) != "all":
+        new_v, new_a = vx, ax
+        if run_a2v and skips.a2v is not SKIP_ALL:
             v_scale, v_shift = v.cross_mod.rows(tv[:4], 0, 2)
             a_scale, a_shift = a.cross_mod.rows(ta[:4], 0, 2)
             (gate,) = v.cross_gate.rows(tv[4:], 0, 1)
             out = self.audio_to_video_attn(
-                vn * (1 + v_scale) + v_shift, an * (1 + a_scale) + a_shift, pe=v.cross_pe, k_pe=a.cross_pe
+                vn * (1 + v_scale) + v_shift, an * (1 + a_scale) + a_shift, pe=v.cross_pe, k_pe=a.cross_pe,
+                attention=attention,
             ) * gate
-            if perturb.state(Skip.A2V_CROSS_ATTN, self.index) == "some":
-                out = out * perturb.keep_mask(Skip.A2V_CROSS_ATTN, self.index, out)
-            v.x = v.x + out
-        if run_v2a and perturb.state(Skip.V2A_CROSS_ATTN, self.index) != "all":
+            if _keep(skips.a2v) is not None:
+                out = out * skips.a2v
+            new_v = vx + out
+        if run_v2a and skips.v2a is not SKIP_ALL:
             a_scale, a_shift = a.cross_mod.rows(ta[:4], 2, 4)
             v_scale, v_shift = v.cross_mod.rows(tv[:4], 2, 4)
             (gate,) = a.cross_gate.rows(ta[4:], 0, 1)
             out = self.video_to_audio_attn(
-                an * (1 + a_scale) + a_shift, vn * (1 + v_scale) + v_shift, pe=a.cross_pe, k_pe=v.cross_pe
+                an * (1 + a_scale) + a_shift, vn * (1 + v_scale) + v_shift, pe=a.cross_pe, k_pe=v.cross_pe,
+                attention=attention,
             ) * gate
-            if perturb.state(Skip.V2A_CROSS_ATTN, self.index) == "some":
-                out = out * perturb.keep_mask(Skip.V2A_CROSS_ATTN, self.index, out)
-            a.x = a.x + out
+            if _keep(skips.v2a) is not None:
+                out = out * skips.v2a
+            new_a = ax + out
+        return new_v, new_a
 
-    def forward(self, video: _Stream | None, audio: _Stream | None, perturb: Perturbations) -> None:
-        """Updates ``video.x`` / ``audio.x`` in place (on the state objects)."""
+    def run(self, video: _Stream | None, audio: _Stream | None, skips: BlockSkips = NO_SKIPS, attention=None):
+        """The block's math: returns the new ``(video_x, audio_x)`` (``None`` for an absent stream).
+
+        Reads the streams, never writes them, and does not depend on the block index, so
+        ``torch.compile`` of this method yields one graph for every block (per skip pattern).
+        """
+        vx = video.x if video is not None else None
+        ax = audio.x if audio is not None else None
         run_v = video is not None and video.active
         run_a = audio is not None and audio.active
         if run_v:
-            self._self_attention(video, self.attn1, self.scale_shift_table, perturb, Skip.VIDEO_SELF_ATTN)
-            self._text_attention(video, self.attn2, self.scale_shift_table, getattr(self, "prompt_scale_shift_table", None))
+            vx = self._self_attention(video, vx, self.attn1, self.scale_shift_table, skips.video_self, attention)
+            vx = self._text_attention(video, vx, self.attn2, self.scale_shift_table,
+                                      getattr(self, "prompt_scale_shift_table", None), attention)
         if run_a:
-            self._self_attention(audio, self.audio_attn1, self.audio_scale_shift_table, perturb, Skip.AUDIO_SELF_ATTN)
-            self._text_attention(
-                audio, self.audio_attn2, self.audio_scale_shift_table, getattr(self, "audio_prompt_scale_shift_table", None)
-            )
-        both = video is not None and audio is not None and video.x.numel() > 0 and audio.x.numel() > 0
+            ax = self._self_attention(audio, ax, self.audio_attn1, self.audio_scale_shift_table, skips.audio_self, attention)
+            ax = self._text_attention(audio, ax, self.audio_attn2, self.audio_scale_shift_table,
+                                      getattr(self, "audio_prompt_scale_shift_table", None), attention)
+        both = video is not None and audio is not None and vx.numel() > 0 and ax.numel() > 0
         if both and (run_v or run_a) and video.cross_mod is not None and audio.cross_mod is not None:
-            self._cross_modal(video, audio, run_v, run_a, perturb)
+            vx, ax = self._cross_modal(video, vx, audio, ax, run_v, run_a, skips, attention)
         if run_v:
-            self._feed_forward(video, self.ff, self.scale_shift_table)
+            vx = self._feed_forward(video, vx, self.ff, self.scale_shift_table)
         if run_a:
-            self._feed_forward(audio, self.audio_ff, self.audio_scale_shift_table)
+            ax = self._feed_forward(audio, ax, self.audio_ff, self.audio_scale_shift_table)
+        return vx, ax
+
+    def forward(self, video: _Stream | None, audio: _Stream | None, skips: BlockSkips | Perturbations = NO_SKIPS,
+                attention=None, runner=None) -> None:
+        """Updates ``video.x`` / ``audio.x`` in place (on the state objects).
+
+        ``skips``: this block's ``BlockSkips`` (or a ``Perturbations``, resolved here);
+        ``runner``: a compiled ``fn(block, video, audio, skips, attention)`` standing in for
+        ``run`` (module hooks, e.g. offload, still run around it eagerly).
+        """
+        if isinstance(skips, Perturbations):
+            like = (video if video is not None else audio).x
+            skips = block_skips(skips, self.index, like, {})
+        vx, ax = (runner or _run_block)(self, video, audio, skips, attention)
+        if video is not None:
+            video.x = vx
+        if audio is not None:
+            audio.x = ax
+
+
+def _run_block(block: AVTransformerBlock, video, audio, skips, attention):
+    return block.run(video, audio, skips, attention)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Regional ``torch.compile`` of the transformer block (one graph shared by all blocks).
+
+    ``dynamic=True`` marks token counts symbolic so a new resolution or prompt length does
+    not recompile; ``mode`` is ``torch.compile``'s (``None``, ``"max-autotune-no-cudagraphs"``
+    ...; CUDA-graph modes do not fit streamed weights).
+    """
+
+    mode: str | None = None
+    dynamic: bool = True
+    fullgraph: bool = False
+
+
+class _OpaqueAttention:
+    """Stands in for an attention kernel that ``torch.compile`` must not trace.
+
+    The compiled block sees this one object (a graph break at each call, no guard on the
+    kernel), while ``fn`` may change from call to call (a host's per-call attention choice).
+    """
+
+    def __init__(self) -> None:
+        self.fn = None
+
+    @torch.compiler.disable
+    def __call__(self, q, k, v, mask):
+        return self.fn(q, k, v, mask)
 
 
 class LTXAVTransformer(torch.nn.Module):
@@ -193,6 +304,12 @@ class LTXAVTransformer(torch.nn.Module):
         self.transformer_blocks = torch.nn.ModuleList(
             [AVTransformerBlock(i, cfg, **kw) for i in range(cfg.num_layers)]
         )
+        # The attention kernel when a call names none (attention_backends); the host sets one
+        # per call from the user's choice.
+        self.attention = attention_backends.sdpa_attention
+        # Compute caption projection and text K/V once per distinct prompt in a batch.
+        self.share_text_kv = True
+        self._opaque_attention = _OpaqueAttention()
 
     # ------------------------------------------------------------------ preparation
     def _pe(self, positions: torch.Tensor, dim: int, heads: int, max_pos, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,10 +327,49 @@ class LTXAVTransformer(torch.nn.Module):
 
     @staticmethod
     def _context_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-        """``(B, L)`` validity → ``(B, 1, 1, L)`` additive bias (0 valid, -max padded)."""
-        if mask is None or torch.is_floating_point(mask):
-            return mask
+        """``(B, L)`` validity → ``(B, 1, 1, L)`` additive bias (0 valid, -max padded).
+
+        A mask that masks nothing (all valid, or an all-zero bias) becomes ``None``: adding
+        zeros changes nothing, and without a mask the fastest attention kernels apply.
+        """
+        if mask is None:
+            return None
+        if torch.is_floating_point(mask):
+            return None if not bool(mask.any()) else mask
+        if bool(mask.all()):
+            return None
+        mask = mask.to(torch.int64)
         return (mask - 1).to(dtype).reshape(mask.shape[0], 1, -1, mask.shape[-1]) * torch.finfo(dtype).max
+
+    def _shared_rows(self, inp: StreamInput, b: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(rows (U,), index (B,))`` when batch items have identical text inputs, else ``None``.
+
+        Batched guidance passes (cond, STG-perturbed, isolated) repeat the same prompt; their
+        caption projection and text K/V are then computed once per distinct prompt.  Items
+        share a row only when everything that enters K/V is bit-identical: the context, its
+        mask and, with LTX-2.3's prompt AdaLN, the σ.
+        """
+        if b < 2 or not self.share_text_kv:
+            return None
+        keys = [inp.context]
+        if inp.context_mask is not None:
+            keys.append(inp.context_mask)
+        if self.config.cross_attention_adaln:
+            keys.append(inp.sigma.reshape(-1).expand(b))
+        if any(k.shape[0] != b for k in keys):
+            return None
+        pairs = [(i, j) for j in range(1, b) for i in range(j)]
+        equal = torch.stack([torch.stack([(k[i] == k[j]).all() for k in keys]).all() for i, j in pairs]).tolist()
+        same = dict(zip(pairs, equal))
+        rep = []
+        for j in range(b):
+            rep.append(next((rep[i] for i in range(j) if same[(i, j)]), j))
+        rows = sorted(set(rep))
+        if len(rows) == b:
+            return None
+        device = inp.context.device
+        index = torch.tensor([rows.index(r) for r in rep], device=device)
+        return torch.tensor(rows, device=device), index
 
     @staticmethod
     def _self_bias(strength: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -237,10 +393,11 @@ class LTXAVTransformer(torch.nn.Module):
         mod, embedded = Modulation.from_timesteps(
             getattr(self, p + "adaln_single"), inp.timesteps, cfg.timestep_scale_multiplier, dtype
         )
-        context = inp.context
+        shared = self._shared_rows(inp, b)
+        context = inp.context if shared is None else inp.context.index_select(0, shared[0])
         if cfg.has_caption_projection:
             context = getattr(self, p + "caption_projection")(context)
-        context = context.reshape(b, -1, width)
+        context = context.reshape(context.shape[0], -1, width)
         prompt_mod = None
         if cfg.cross_attention_adaln:
             sigma = inp.sigma.reshape(-1).expand(b) * cfg.timestep_scale_multiplier
@@ -255,6 +412,8 @@ class LTXAVTransformer(torch.nn.Module):
             embedded=embedded,
             enabled=inp.enabled,
             prompt_mod=prompt_mod,
+            context_rows=None if shared is None else shared[0],
+            context_index=None if shared is None else shared[1],
         )
 
     def _add_cross_modal(self, s: _Stream, inp: StreamInput, other: StreamInput, audio: bool) -> None:
@@ -277,6 +436,16 @@ class LTXAVTransformer(torch.nn.Module):
         h = getattr(self, p + "norm_out")(s.x) * (1 + scale) + shift
         return getattr(self, p + "proj_out")(h)
 
+    # ------------------------------------------------------------------ speed options
+    def _compiled_runner(self, options: CompileOptions):
+        """``torch.compile`` of the block body for ``options``, made once and kept."""
+        runners = self.__dict__.setdefault("_compiled_runners", {})
+        if options not in runners:
+            runners[options] = torch.compile(
+                _run_block, mode=options.mode, dynamic=options.dynamic, fullgraph=options.fullgraph
+            )
+        return runners[options]
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -285,6 +454,8 @@ class LTXAVTransformer(torch.nn.Module):
         perturbations: Perturbations | None = None,
         *,
         block_callback=None,
+        attention=None,
+        compile: CompileOptions | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Velocity for each given stream.
 
@@ -293,6 +464,10 @@ class LTXAVTransformer(torch.nn.Module):
             perturbations: STG / modality-isolation skips per batch item.
             block_callback: optional ``fn(index)`` called after each block (progress,
                 interruption).
+            attention: the attention kernel for this call (``attention_backends``);
+                ``None``: ``self.attention`` (torch SDPA unless set).
+            compile: run the blocks through ``torch.compile`` with these options (compiled
+                once per model and options, reused by every block and later calls).
         Returns:
             ``(B, T_v, out_channels)`` and ``(B, T_a, audio_out_channels)`` (``None`` where the
             stream was not given).
@@ -313,8 +488,17 @@ class LTXAVTransformer(torch.nn.Module):
         if v is not None and a is not None:
             self._add_cross_modal(v, video, audio, audio=False)
             self._add_cross_modal(a, audio, video, audio=True)
+        attention = attention if attention is not None else self.attention
+        runner = None
+        if compile is not None:
+            runner = self._compiled_runner(compile)
+            if not attention_backends.is_traceable(attention):
+                self._opaque_attention.fn = attention
+                attention = self._opaque_attention
+        like = (v if v is not None else a).x
+        masks: dict = {}
         for block in self.transformer_blocks:
-            block(v, a, perturb)
+            block(v, a, block_skips(perturb, block.index, like, masks), attention, runner)
             if block_callback is not None:
                 block_callback(block.index)
         return (

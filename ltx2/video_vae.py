@@ -12,9 +12,10 @@ std_of_means``; the decoder undoes it first.
 Config keys read (ltx-core 1.0.0 defaults, ``video_vae/model_configurator.py``):
 ``dims`` (3), ``in_channels``/``out_channels`` (3), ``latent_channels`` (128), ``patch_size``
 (4), ``norm_layer`` ("pixel_norm"), ``latent_log_var`` ("uniform"), ``encoder_blocks``,
-``decoder_blocks``, ``decoder_base_channels`` (128), ``causal_decoder`` (False),
-``spatial_padding_mode`` (one key for both halves; when absent the encoder pads with zeros and
-the decoder reflects).  ``timestep_conditioning`` is *not* taken from the config by
+``decoder_blocks``, ``decoder_base_channels`` (128), ``causal_decoder`` (False), the spatial
+padding modes ``encoder_spatial_padding_mode`` / ``decoder_spatial_padding_mode`` (the LTX-2.3
+header names them: zeros / reflect), else ``spatial_padding_mode`` for both halves (ltx-core
+1.0.0 reads only this one), else zeros for the encoder and reflect for the decoder.  ``timestep_conditioning`` is *not* taken from the config by
 ``VideoVAE`` callers that load files: the loader detects it from the decoder's keys and passes
 ``timestep_conditioning=`` explicitly (ltx-core defaults a missing flag to True, which would
 be wrong for a file whose decoder has no ``last_time_embedder``).
@@ -96,7 +97,7 @@ class VideoEncoder(torch.nn.Module):
         self.latent_channels = int(vae.get("latent_channels", 128))
         self.log_var = vae.get("latent_log_var", "uniform")
         norm = vae.get("norm_layer", "pixel_norm")
-        pad = vae.get("spatial_padding_mode", "zeros")
+        pad = vae.get("encoder_spatial_padding_mode", vae.get("spatial_padding_mode", "zeros"))
         ch = self.latent_channels  # ltx-core starts the encoder at the latent width
         self.conv_in = CausalConv3d(int(vae.get("in_channels", 3)) * self.patch**2, ch, padding_mode=pad, ops=ops, **kw)
         blocks = []
@@ -147,7 +148,7 @@ class VideoDecoder(torch.nn.Module):
         self.causal = bool(vae.get("causal_decoder", False))
         self.timestep_conditioning = bool(timestep_conditioning)
         norm = vae.get("norm_layer", "pixel_norm")
-        pad = vae.get("spatial_padding_mode", "reflect")
+        pad = vae.get("decoder_spatial_padding_mode", vae.get("spatial_padding_mode", "reflect"))
         ch = int(vae.get("decoder_base_channels", 128)) * 8  # three x2 upsamplers bring it back
         self.conv_in = CausalConv3d(int(vae.get("latent_channels", 128)), ch, padding_mode=pad, ops=ops, **kw)
         blocks = []

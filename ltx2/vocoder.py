@@ -76,6 +76,11 @@ class Generator(nn.Module):
                 "config.vocoder: upsample_rates / upsample_kernel_sizes and resblock_kernel_sizes / "
                 f"resblock_dilation_sizes must pair up, found {rates} / {up_kernels} and {kernels} / {dilations}"
             )
+        if any(not 1 <= int(r) <= int(k) for r, k in zip(rates, up_kernels)):  # a stride past its kernel leaves gaps
+            raise ValueError(
+                f"config.vocoder: every upsample rate must be between 1 and its kernel size, found rates {rates} for "
+                f"kernels {up_kernels} (from the tensors); the header does not fit these weights"
+            )
         self.sample_rate = int(sample_rate)
         self.hop = 1
         for r in rates:

@@ -17,8 +17,10 @@ Usage::
 * Files: everything is written to a hidden temp file next to the target and moved to its
   final name only when complete.  The move never replaces an existing file: when the name is
   taken (e.g. another run finished first), the next free ComfyUI-style name
-  ``<stem>_<counter:05>_.mp4`` is used and ``path`` reports it.  An exception inside the
-  ``with`` block (or ``abort()``) deletes the temp file.
+  ``<stem>_<counter:05>_.mp4`` is used and ``path`` reports it; the name is taken atomically
+  (``model_loaders.safe_paths.publish``).  An exception inside the ``with`` block (or
+  ``abort()``) deletes the temp file; so does one raised by ``interrupt()``, which the writer
+  calls before every frame (ComfyUI's Cancel).
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ import os
 import re
 import uuid
 from fractions import Fraction
+from typing import Callable
 
 import av
 import numpy as np
 import torch
+
+try:  # see model_loaders/__init__.py for the two import styles
+    from ..model_loaders import safe_paths
+except ImportError:
+    from model_loaders import safe_paths
 
 AUDIO_CODEC = "aac"
 VIDEO_CODEC = "libx264"
@@ -63,32 +71,31 @@ def next_free_path(directory: str | os.PathLike, stem: str, ext: str = ".mp4", s
         n += 1
 
 
-def _bumped(path: str) -> str:
-    """The next free name after ``path`` (ComfyUI counter style)."""
+def _publish(temp: str, path: str) -> str:
+    """Move ``temp`` to ``path`` without replacing an existing file; returns the name used.
+
+    The name is taken atomically (a hard link, or an ``O_EXCL`` reservation where the file
+    system has none): when it is taken, the next free ComfyUI-style counter name is used, so
+    two writers finishing together never overwrite each other.
+    """
     directory, name = os.path.split(path)
     root, ext = os.path.splitext(name)
     m = _COUNTER.match(root)
-    if m:
-        return next_free_path(directory, m.group("stem"), ext, int(m.group("n")) + 1)
-    return next_free_path(directory, root, ext, 1)
-
-
-def _publish(temp: str, path: str) -> str:
-    """Move ``temp`` to ``path`` without replacing an existing file; returns the name used."""
-    while True:
+    if m is not None:
+        return safe_paths.publish(temp, directory, m.group("stem"), f"_{ext}", int(m.group("n")))
+    try:
+        os.link(temp, path)  # the exact name asked for, if it is free
+    except FileExistsError:
+        return safe_paths.publish(temp, directory, root, f"_{ext}", 1)
+    except OSError:  # no hard links on this file system
         try:
-            os.link(temp, path)  # atomic and fails when the name exists
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
-            path = _bumped(path)
-            continue
-        except OSError:  # file system without hard links: check, then rename
-            if os.path.exists(path):
-                path = _bumped(path)
-                continue
-            os.replace(temp, path)
-            return path
-        os.unlink(temp)
+            return safe_paths.publish(temp, directory, root, f"_{ext}", 1)
+        os.replace(temp, path)
         return path
+    os.unlink(temp)
+    return path
 
 
 def _to_uint8_frames(frames) -> np.ndarray:
@@ -124,6 +131,7 @@ class Mp4Writer:
         crf: int = 19,
         preset: str = "medium",
         metadata: dict[str, str] | None = None,
+        interrupt: Callable[[], None] | None = None,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"Mp4Writer: frame size {width}x{height} must be positive")
@@ -133,6 +141,7 @@ class Mp4Writer:
         if audio_channels not in (1, 2):
             raise ValueError(f"Mp4Writer: audio_channels must be 1 or 2, got {audio_channels}")
         self.path = os.fspath(path)
+        self.interrupt = interrupt  # called before each frame: what it raises aborts the file
         self.width, self.height = int(width), int(height)
         directory, name = os.path.split(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
@@ -174,6 +183,12 @@ class Mp4Writer:
         if pad_h or pad_w:
             arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         for img in arr:
+            if self.interrupt is not None:
+                try:
+                    self.interrupt()
+                except BaseException:
+                    self.abort()  # nothing partial stays behind
+                    raise
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts = self.frames_written
             self._container.mux(self._video.encode(frame))

@@ -2,9 +2,18 @@
 
 Modules:
   safetensors_file  header parsing with diagnostics, lazy tensor reads, ``CheckpointError``
-  checkpoint        ``read_checkpoint`` / ``transformer_config`` / ``build_transformer``
+  file_header       the header of any model file (safetensors or GGUF) in one shape, the
+                    weights' dtype; what every loader starts from
+  checkpoint        ``read_checkpoint`` (safetensors or GGUF) / ``transformer_config`` /
+                    ``build_transformer``; ``tensor_version``, ``read_tensors``
+  transformer_config  the transformer's config: shapes from tensors, numerics from the header
+                    (or the released values), with the provenance of each value
   layouts           official key layouts per component (header config -> {key: shape})
-  tiny_layouts      tiny official-layout checkpoints for tests and tools
+  published_configs the published files' header configs, verbatim (the released values
+                    every loader falls back to are read from here or ``ltx2.config``)
+  published_files   the published files: repository, model folder and the parts each holds
+                    (what the loaders' "missing part" messages and tools/model_catalog.py name)
+  tiny_layouts      tiny official-layout checkpoints (and GGUFs) for tests and tools
 
 File reading here never imports ComfyUI, so tools and tests use these modules without a host.
 What runs inside ComfyUI (the MODEL wrapper, LoRA patching, offload, the text-encoder runtime)
@@ -34,6 +43,9 @@ from .checkpoint import (
     build_transformer,
     load_transformer_state_dict,
     read_checkpoint,
+    read_tensors,
+    released_header_values,
+    tensor_version,
     transformer_config,
 )
 from .safetensors_file import CheckpointError
@@ -46,5 +58,8 @@ __all__ = [
     "build_transformer",
     "load_transformer_state_dict",
     "read_checkpoint",
+    "read_tensors",
+    "released_header_values",
+    "tensor_version",
     "transformer_config",
 ]

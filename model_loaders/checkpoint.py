@@ -1,20 +1,31 @@
-"""Single-file LTX-2 checkpoints: what a file holds, and the strict transformer loader.
+"""LTX-2 checkpoint files: what a file holds, and the strict transformer loader.
 
-``read_checkpoint`` looks at the header only (no tensor data): it routes every key to a
-component, tells LTX-2 from other model families, reads the config and decides the version.
-``build_transformer`` then builds ``ltx2.transformer.LTXAVTransformer`` on the meta device,
-checks the file's keys and shapes against it *before* reading any data, and loads the weights
-strictly with ``assign=True`` (so the weights are never copied twice).
+``read_checkpoint`` looks at the header only (no tensor data), of a ``.safetensors`` or a
+``.gguf`` file alike: it routes every key to a component, tells LTX-2 from other model
+families, reads the header config when there is one and decides the version from the tensors.
+``transformer_config`` then sizes the transformer from the tensor shapes and takes the numeric
+settings from the header (``transformer_config.py``); ``build_transformer`` builds
+``ltx2.transformer.LTXAVTransformer`` on the meta device, checks the file's keys and shapes
+against it *before* reading any data, and loads the weights strictly with ``assign=True``.
 
 Layouts understood (see ``layouts.py`` for the keys of each component):
 
-* the official bundle (``ltx-2-19b-dev.safetensors``, the 2.3 file): transformer under
-  ``model.diffusion_model.``, text connectors under ``model.diffusion_model.*_embeddings_connector.``,
-  plus ``text_embedding_projection.*``, ``vae.*``, ``audio_vae.*``, ``vocoder.*``;
-* a transformer alone (ComfyUI's ``diffusion_models`` folder), keys with the
-  ``model.diffusion_model.`` or ``diffusion_model.`` prefix or bare (``transformer_blocks.0...``).
+* the official bundles (``ltx-2-19b-{dev,distilled}[-fp8].safetensors``, the 2.3 files):
+  transformer under ``model.diffusion_model.``, text connectors under
+  ``model.diffusion_model.*_embeddings_connector.``, plus ``text_embedding_projection.*``,
+  ``vae.*``, ``audio_vae.*``, ``vocoder.*``; header ``config`` (+ ``model_version`` for 2.3,
+  ``_quantization_metadata`` for fp8);
+* a transformer alone (ComfyUI's ``diffusion_models`` folder), with or without the text
+  connectors, keys with the ``model.diffusion_model.`` or ``diffusion_model.`` prefix or bare
+  (``transformer_blocks.0...``), with the header config or without any metadata;
+* GGUF conversions (``quant/gguf_format.py``): bare keys, config in a ``config`` KV or none;
+* files holding only other components (VAE, audio VAE + vocoder, text projection).
 
-The numerics-defining config always comes from the header; a file without it is refused.
+Nothing here needs a header config: shapes come from the tensors, the numeric settings from
+the header when it has them and from the released values otherwise.  Public helpers the other
+loaders share: ``read_checkpoint``, ``tensor_version`` (version from tensor names),
+``released_header_values`` (the published numeric settings), ``read_tensors`` (tensor data of
+either file format).
 """
 
 from __future__ import annotations
@@ -22,20 +33,24 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 
 from .layouts import COMPONENTS
-from .safetensors_file import TORCH_DTYPES, CheckpointError, load_tensors, parse_config, read_header
+from .quant import gguf_format
+from .config_sources import listing
+from .file_header import float_dtype, read_file_header
+from .published_files import where_published
+from .safetensors_file import CheckpointError, load_tensors
+from .transformer_config import resolve_transformer_config
 
 try:  # see model_loaders/__init__.py
-    from ..ltx2.config import NUMERIC_KEYS, SHAPE_KEYS, ConfigError, TransformerConfig
+    from ..ltx2.config import TransformerConfig, released_numerics
     from ..ltx2.transformer import LTXAVTransformer
 except ImportError:
-    from ltx2.config import NUMERIC_KEYS, SHAPE_KEYS, ConfigError, TransformerConfig
+    from ltx2.config import TransformerConfig, released_numerics
     from ltx2.transformer import LTXAVTransformer
 
 FAMILY = "ltx2"
@@ -52,7 +67,6 @@ _BUNDLE_PREFIXES = (
 _CONNECTORS = ("video_embeddings_connector.", "audio_embeddings_connector.", "embeddings_connector.")
 _AUDIO_MARKERS = ("audio_patchify_proj.", "audio_adaln_single.")  # only LTX-2 has an audio stream
 _V23_FLAGS = ("cross_attention_adaln", "apply_gated_attention")
-_V23_ONLY_KEYS = ("vocoder.bwe_generator.", "text_embedding_projection.video_aggregate_embed.")
 _SD_MARKERS = ("model.diffusion_model.input_blocks.", "conditioner.", "first_stage_model.", "cond_stage_model.")
 _SHOW = 10  # keys listed per kind in an error message
 
@@ -62,7 +76,9 @@ class CheckpointInfo:
     """What ``read_checkpoint`` learnt from a header; no tensor data was read.
 
     ``components`` maps a component name (see ``COMPONENT_NAMES``; only those present appear)
-    to its file keys; ``dtypes`` / ``shapes`` describe every tensor of the file.
+    to its file keys; ``dtypes`` / ``shapes`` describe every tensor of the file (GGUF files:
+    type names such as ``"Q8_0"``, shapes in torch order).  ``config`` is the header config,
+    ``{}`` when the file has none; ``format`` is ``"safetensors"`` or ``"gguf"``.
     """
 
     path: str
@@ -76,10 +92,38 @@ class CheckpointInfo:
     shapes: dict[str, tuple[int, ...]]
     file_size: int = 0
     unrouted: list[str] = field(default_factory=list)  # keys that belong to no component
+    format: str = "safetensors"
+    version_evidence: list[str] = field(default_factory=list)  # why the tensors say ``version``
+    config_source: str | None = None  # where the config was found ("__metadata__['config']", a GGUF KV, ...)
+    _transformer_config: TransformerConfig | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_version(self) -> str | None:
         return self.metadata.get("model_version")
+
+    @property
+    def has_config(self) -> bool:
+        return bool(self.config)
+
+    @property
+    def transformer_header(self) -> dict | None:
+        """The header's ``config.transformer`` section, or ``None`` (no config, or no such section)."""
+        section = self.config.get("transformer")
+        return section if isinstance(section, dict) else None
+
+    @property
+    def kind(self) -> str:
+        """What the file is: ``bundle``, ``transformer-only``, ``transformer + text connectors`` or ``components``.
+
+        A bundle holds the transformer and at least one VAE / vocoder / text projection;
+        ``components`` is a file without a transformer (VAE, vocoder, text projection, ...).
+        """
+        names = set(self.components)
+        if "transformer" not in names:
+            return "components"
+        if names & {"text_projection", "video_vae", "audio_vae", "vocoder"}:
+            return "bundle"
+        return "transformer + text connectors" if "text_connectors" in names else "transformer-only"
 
     def num_params(self, component: str) -> int:
         """Elements in ``component``'s tensors (0 when the file lacks it)."""
@@ -91,9 +135,7 @@ def _err(path: str, message: str) -> CheckpointError:
 
 
 def _first(keys, n: int = _SHOW) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(repr(k) for k in keys[:n])
-    return shown + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+    return listing(keys, n)
 
 
 # ------------------------------------------------------------------------------ routing
@@ -136,10 +178,19 @@ _EXPECTED = (
 _USE_OFFICIAL = "use the official file, unmodified."
 
 
-def _check_family(path: str, keys, tprefix: str | None, config: dict | None, components: dict) -> None:
+def _check_family(path: str, keys, tprefix: str | None, config: dict, components: dict, arch: str | None = None) -> None:
     """Raise a CheckpointError naming the family when the file is not an LTX-2 checkpoint."""
-    section = (config or {}).get("transformer")
+    section = config.get("transformer")
     t = section if isinstance(section, dict) else {}
+    if arch is not None and arch not in gguf_format.ACCEPTED_ARCHS:
+        body = {k[len(tprefix) :] for k in keys if tprefix is not None and k.startswith(tprefix)}
+        if not any(b.startswith(_AUDIO_MARKERS) for b in body):
+            raise _err(
+                path,
+                f"expected a GGUF of the LTX-2 transformer (general.architecture one of "
+                f"{', '.join(gguf_format.ACCEPTED_ARCHS)}, with LTX-2's audio stream), found architecture {arch!r}. "
+                "Load this file with the loader for that model family.",
+            )
     if tprefix is None:
         sd_keys = [k for k in keys if k.startswith(_SD_MARKERS)]
         if sd_keys:
@@ -208,22 +259,81 @@ def _parse_version(path: str, model_version: str) -> str:
     return version
 
 
-def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys) -> str:
-    """``model_version`` when the header has one, else the 2.3 feature flags / 2.3-only keys."""
+def tensor_version(keys: Iterable[str], shapes: Mapping[str, tuple] | None = None) -> tuple[str | None, list[str]]:
+    """The LTX version the tensors show (``"2.0"`` / ``"2.3"`` / ``"2.5"``, or ``None``), and the evidence.
+
+    Works on full or bare keys of any component: LTX-2.3 has gated attention
+    (``to_gate_logits``), prompt AdaLN (``prompt_adaln_single``), 9-row block modulation tables,
+    the dual text projection (``video_aggregate_embed``) and a BWE vocoder; LTX-2.0 has the
+    PixArt caption projection in the transformer, the single ``aggregate_embed`` and a plain
+    HiFi-GAN vocoder; LTX-2.5 adds ``keyframes_abs_pos_embedding``.  ``None`` when nothing
+    tells (e.g. a video-VAE-only file).
+    """
+    keys = list(keys)
+    shapes = shapes or {}
+
+    def first(pred) -> str | None:
+        return next((k for k in keys if pred(k)), None)
+
+    checks_25 = (("keyframes_abs_pos_embedding", lambda k: "keyframes_abs_pos_embedding" in k),)
+    checks_23 = (
+        ("gated attention = apply_gated_attention", lambda k: "transformer_blocks." in k and ".to_gate_logits." in k),
+        ("prompt AdaLN = cross_attention_adaln", lambda k: "prompt_adaln_single." in k),
+        ("9-row modulation table = cross_attention_adaln", lambda k: re.search(r"transformer_blocks\.\d+\.scale_shift_table$", k) is not None
+         and tuple(shapes.get(k, ()))[:1] == (9,)),
+        ("dual text projection", lambda k: k.startswith("text_embedding_projection.video_aggregate_embed.")),
+        ("gated text connectors", lambda k: "embeddings_connector." in k and ".to_gate_logits." in k),
+        ("BWE vocoder", lambda k: k.startswith(("vocoder.bwe_generator.", "vocoder.vocoder."))),
+    )  # fmt: skip
+    checks_20 = (
+        ("caption projection in the transformer", lambda k: k.endswith("caption_projection.linear_1.weight")),
+        ("single text projection", lambda k: k.startswith("text_embedding_projection.aggregate_embed.")),
+        ("HiFi-GAN vocoder", lambda k: k.startswith("vocoder.conv_pre.")),
+    )
+    for version, checks in (("2.5", checks_25), ("2.3", checks_23), ("2.0", checks_20)):
+        evidence = []
+        for what, pred in checks:
+            key = first(pred)
+            if key is not None:
+                evidence.append(f"{what} ({key!r})")
+        if evidence:
+            return version, evidence
+    if first(lambda k: "transformer_blocks." in k and "audio_" in k):
+        return "2.0", ["transformer without LTX-2.3 features"]
+    return None, []
+
+
+def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys, shapes) -> tuple[str, list[str]]:
+    """The tensors' version (checked against the header's ``model_version`` and 2.3 flags), else the header's."""
     section = config.get("transformer")
     t = section if isinstance(section, dict) else {}
     flags = [k for k in _V23_FLAGS if t.get(k)]
-    if "model_version" not in metadata:
-        return "2.3" if flags or any(k.startswith(_V23_ONLY_KEYS) for k in keys) else "2.0"
-    stated = metadata["model_version"]
-    version = _parse_version(path, stated)
+    found, evidence = tensor_version(keys, shapes)
+    if found == "2.5":
+        raise _err(
+            path,
+            f"this is an LTX-2.5 file (its tensors have {', '.join(evidence)}), which this OpenLTX release does not "
+            f"support; supported versions: {_SUPPORTED_TEXT}. Update OpenLTX, or use a 2.0 / 2.3 checkpoint.",
+        )
+    stated = metadata.get("model_version")
+    version = _parse_version(path, stated) if stated is not None else None
+    if found is not None:
+        if version is not None and version != found:
+            raise _err(
+                path,
+                f"config/weights mismatch: the header's model_version {stated!r} says LTX-{version}, but the tensors "
+                f"are LTX-{found}: {'; '.join(evidence)}. The header was edited or mixed up: {_USE_OFFICIAL}",
+            )
+        return found, evidence
+    if version is None:
+        return ("2.3" if flags else "2.0"), (["header config.transformer 2.3 switches"] if flags else [])
     if t and version == "2.0" and flags:
         problem = f"says LTX-2.0 but config.transformer enables the 2.3 features {flags}"
     elif t and version == "2.3" and len(flags) < len(_V23_FLAGS):
         missing = [k for k in _V23_FLAGS if k not in flags]
         problem = f"says LTX-2.3 but config.transformer lacks the 2.3 features {missing}"
     else:
-        return version
+        return version, [f"header model_version {stated!r}"]
     raise _err(
         path,
         f"config/weights mismatch: model_version {stated!r} {problem}. The header was edited or mixed up: "
@@ -232,70 +342,80 @@ def _detect_version(path: str, metadata: Mapping[str, str], config: dict, keys) 
 
 
 def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
-    """Describe an LTX-2 checkpoint from its header (nothing else is read).
+    """Describe an LTX-2 checkpoint (``.safetensors`` or ``.gguf``) from its header (nothing else is read).
 
-    Raises ``CheckpointError`` for a file that is not safetensors, truncated or corrupt, of
-    another model family, without a header config, or of an unsupported LTX version.
+    Raises ``CheckpointError`` for a file that is neither format, truncated or corrupt, of
+    another model family, of an unsupported LTX version, or whose header ``model_version``
+    contradicts its tensors.  A file without a header config is fine (``config == {}``).
     """
-    header = read_header(path)
-    p = os.fspath(path)
-    keys = list(header.tensors)
-    config = parse_config(header)
+    h = read_file_header(path)
+    keys = list(h.shapes)
+    config = h.config or {}
     tprefix = _transformer_prefix(keys)
     components, unrouted = route_keys(keys, tprefix)
-    _check_family(p, keys, tprefix, config, components)
-    if config is None:
-        needed = ", ".join(SHAPE_KEYS + NUMERIC_KEYS)
-        raise _err(
-            p,
-            "expected the model config in the safetensors header (__metadata__['config'], a JSON object with a "
-            f"'transformer' section holding {needed}), found a header without it "
-            f"(metadata keys: {sorted(header.metadata) or 'none'}). These keys fix the shapes and the numerics "
-            "(rope_type, frequencies_precision, ...) and are never guessed. Use the official Lightricks file, or a "
-            "transformer-only file saved together with its header config.",
-        )
-    if "transformer" in components and not isinstance(config.get("transformer"), dict):
-        raise _no_transformer_section(p, config)
-    version = _detect_version(p, header.metadata, config, keys)
+    _check_family(h.path, keys, tprefix, config, components, h.arch)
+    version, evidence = _detect_version(h.path, h.metadata, config, keys, h.shapes)
     return CheckpointInfo(
-        path=p,
+        path=h.path,
         family=FAMILY,
         version=version,
-        metadata=dict(header.metadata),
+        metadata=dict(h.metadata),
         config=config,
         components=components,
         transformer_prefix=tprefix or "",
-        dtypes={k: e.dtype for k, e in header.tensors.items()},
-        shapes={k: e.shape for k, e in header.tensors.items()},
-        file_size=header.file_size,
+        dtypes=h.dtypes,
+        shapes=h.shapes,
+        file_size=h.file_size,
         unrouted=unrouted,
+        format=h.format,
+        version_evidence=evidence,
+        config_source=h.config_source,
     )
 
 
-def _no_transformer_section(path: str, config: dict) -> CheckpointError:
-    return _err(
-        path,
-        f"expected a 'transformer' section in the header config, found only {sorted(config)}. Use the official "
-        "file, whose header describes the transformer.",
-    )
+def released_header_values(version: str) -> dict:
+    """The numeric ``config.transformer`` values of the published LTX ``version`` files (connectors included).
+
+    What a file without a header config gets; the same for 2.0 and 2.3 (``ltx2.config``).
+    """
+    return released_numerics(version)
 
 
 def _info(path_or_info) -> CheckpointInfo:
     return path_or_info if isinstance(path_or_info, CheckpointInfo) else read_checkpoint(path_or_info)
 
 
+# ------------------------------------------------------------------------------ tensor data
+def read_tensors(
+    info: CheckpointInfo,
+    keys: Iterable[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    rename: Callable[[str], str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Tensor data of ``keys`` from a safetensors or GGUF file (GGUF tensors dequantized).
+
+    Same contract as ``safetensors_file.load_tensors``: floating tensors become ``dtype`` when
+    given, ``rename`` maps file keys to returned keys, ``progress(done, total)`` after each.
+    """
+    if info.format != "gguf":
+        return load_tensors(info.path, keys, device=device, dtype=dtype, rename=rename, progress=progress)
+    keys = list(keys)
+    raw = gguf_format.read_gguf_tensors(info.path, keys)
+    out = {}
+    for i, key in enumerate(keys):
+        t = raw[key].dequantize()
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+        out[rename(key) if rename else key] = t.to(device)
+        if progress is not None:
+            progress(i + 1, len(keys))
+    return out
+
+
 # ------------------------------------------------------------------------------ transformer
-def transformer_config(info: CheckpointInfo) -> TransformerConfig:
-    """The transformer config of the header; any problem is a CheckpointError naming the file."""
-    section = info.config.get("transformer")
-    if not isinstance(section, Mapping):
-        raise _no_transformer_section(info.path, info.config)
-    try:
-        return TransformerConfig.from_header(section, source=info.path)
-    except ConfigError as err:  # its message already names the file (source) and the key
-        raise CheckpointError(str(err)) from None
-
-
 def _transformer_keys(info: CheckpointInfo) -> list[str]:
     keys = info.components.get("transformer")
     if not keys:
@@ -303,9 +423,25 @@ def _transformer_keys(info: CheckpointInfo) -> list[str]:
         raise _err(
             info.path,
             f"expected transformer weights ('model.diffusion_model.transformer_blocks.*'), found only {found}. "
-            "Pick a file that contains the LTX-2 transformer.",
+            f"Pick a file that contains the LTX-2 transformer: {where_published('transformer', info.version)}.",
         )
     return keys
+
+
+def transformer_config(info: CheckpointInfo) -> TransformerConfig:
+    """The transformer's config: sizes from the tensor shapes, numerics from the header (or released values).
+
+    Computed once per ``CheckpointInfo`` (so its log line, if any, appears once); its
+    ``provenance`` says where each value came from.  Any problem is a ``CheckpointError``
+    naming the file (a header value contradicting a shape names key, value, tensor and shape).
+    """
+    if info._transformer_config is None:
+        n = len(info.transformer_prefix)
+        shapes = {k[n:]: tuple(info.shapes[k]) for k in _transformer_keys(info)}
+        info._transformer_config = resolve_transformer_config(
+            shapes, info.transformer_header, version=info.version, source=info.path, prefix=info.transformer_prefix
+        )
+    return info._transformer_config
 
 
 def load_transformer_state_dict(
@@ -314,16 +450,16 @@ def load_transformer_state_dict(
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TransformerConfig, dict[str, torch.Tensor]]:
-    """The header's transformer config and the transformer tensors with bare keys.
+    """The transformer config and the transformer tensors with bare keys.
 
     Keys lose the file's prefix (``model.diffusion_model.``); text-connector keys are not
-    included.  Floating tensors are converted to ``dtype`` when it is given; ``progress(done,
-    total)`` is called after every tensor read.
+    included.  Floating tensors are converted to ``dtype`` when it is given (GGUF tensors are
+    dequantized); ``progress(done, total)`` is called after every tensor read.
     """
     info = _info(path_or_info)
     cfg = transformer_config(info)
     n = len(info.transformer_prefix)
-    sd = load_tensors(info.path, _transformer_keys(info), device=device, dtype=dtype, rename=lambda k: k[n:], progress=progress)
+    sd = read_tensors(info, _transformer_keys(info), device=device, dtype=dtype, rename=lambda k: k[n:], progress=progress)
     return cfg, sd
 
 
@@ -353,32 +489,26 @@ def check_layout(
         if any(k.endswith(("weight_scale", "input_scale")) for k in unexpected):
             fix = "This is a scaled-FP8 checkpoint, which this loader does not read yet: use the bf16 file."
         else:
-            fix = "The weights and the header config come from different models, or the file is incomplete: "
+            fix = "The file is incomplete, or its parts come from different models: download it again, or "
             fix += _USE_OFFICIAL
-        raise _err(path, f"{what} weights do not match the header config: {'; '.join(parts)}. {fix}")
+        raise _err(path, f"{what} weights do not match the model the file describes: {'; '.join(parts)}. {fix}")
     wrong = [(k, expected[k], found[k]) for k in expected if tuple(found[k]) != tuple(expected[k])]
     if wrong:
         shown = "; ".join(
-            f"{prefix + k!r}: the config needs {list(e)}, the file has {list(f)}"
+            f"{prefix + k!r}: the model needs {list(e)}, the file has {list(f)}"
             for k, e, f in wrong[:_SHOW]
         )
         more = f" ({len(wrong) - _SHOW} more)" if len(wrong) > _SHOW else ""
         raise _err(
             path,
-            f"{what} weights do not match the header config: {len(wrong)} shape mismatch(es): {shown}{more}. The "
-            f"weights and the config come from different models: {_USE_OFFICIAL}",
+            f"{what} weights do not match the model the file describes: {len(wrong)} shape mismatch(es): "
+            f"{shown}{more}. The tensors contradict each other (parts of different models): {_USE_OFFICIAL}",
         )
 
 
 def file_dtype(info: CheckpointInfo, keys) -> torch.dtype:
     """The floating dtype holding most of ``keys``' elements (bfloat16 for exotic formats)."""
-    count: Counter = Counter()
-    for k in keys:
-        count[info.dtypes[k]] += math.prod(info.shapes[k])
-    for name, _ in count.most_common():
-        if name in ("F32", "F16", "BF16", "F64"):
-            return TORCH_DTYPES[name]
-    return torch.bfloat16
+    return float_dtype(info.dtypes, info.shapes, keys)
 
 
 def assign_weights(model: torch.nn.Module, state_dict, path, what: str, error=CheckpointError) -> None:
@@ -408,9 +538,10 @@ def build_transformer(
 ) -> LTXAVTransformer:
     """``LTXAVTransformer`` with the file's weights, loaded strictly (eval mode).
 
-    Built on the meta device, checked against the header's keys and shapes before any data is
-    read, then filled with ``load_state_dict(strict=True, assign=True)``.  ``dtype=None`` keeps
-    the file's dtypes.
+    Built on the meta device from the config the tensors and header give, checked against the
+    file's keys and shapes before any data is read, then filled with
+    ``load_state_dict(strict=True, assign=True)``.  ``dtype=None`` keeps the file's dtypes
+    (GGUF: dequantized to the dtype most tensors are stored in).
     """
     info = _info(path_or_info)
     cfg = transformer_config(info)
@@ -421,7 +552,7 @@ def build_transformer(
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k[len(prefix) :]: info.shapes[k] for k in keys}
     check_layout(info.path, f"transformer ({_describe(cfg)})", expected, found, prefix)
-    _, sd = load_transformer_state_dict(info, dtype=dtype, device=device)
+    _, sd = load_transformer_state_dict(info, dtype=model_dtype if info.format == "gguf" else dtype, device=device)
     assign_weights(model, sd, info.path, "transformer")
     model.dtype = model_dtype
     return model.eval()

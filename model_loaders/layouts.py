@@ -29,11 +29,13 @@ from typing import Any, Mapping
 
 import torch
 
+from .published_configs import published_config
+
 try:  # see model_loaders/__init__.py for why ltx2 is imported this way
-    from ..ltx2.config import TransformerConfig
+    from ..ltx2.config import RELEASED_NUMERICS, TransformerConfig
     from ..ltx2.transformer import LTXAVTransformer
 except ImportError:
-    from ltx2.config import TransformerConfig
+    from ltx2.config import RELEASED_NUMERICS, TransformerConfig
     from ltx2.transformer import LTXAVTransformer
 
 Shape = tuple[int, ...]
@@ -41,6 +43,9 @@ Layout = dict[str, Shape]
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 GEMMA_HIDDEN_STATES = 49  # Gemma-3-12B: embedding output + 48 layers, all fed to the projection
+# ltx-core's width for the audio input projection when the header does not say, as the
+# published headers do not: 8 latent channels x 16 mel bins.
+LTX_CORE_AUDIO_IN_CHANNELS = 128
 
 # The 2.3 ("V2") text projection is announced by these transformer-config keys (ltx-core picks
 # the feature extractor the same way).
@@ -77,6 +82,16 @@ def transformer_layout(config: TransformerConfig, prefix: str = TRANSFORMER_PREF
     """Every transformer tensor (connectors excluded), from our module built on the meta device."""
     model = LTXAVTransformer(config, device=torch.device("meta"))
     return {prefix + k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def transformer_header_layout(transformer: Mapping[str, Any], prefix: str = TRANSFORMER_PREFIX) -> Layout:
+    """The transformer ltx-core builds from a header's ``config.transformer`` (shape keys as stated).
+
+    Keys the published headers lack get ltx-core's values: ``audio_in_channels`` 128 (and
+    the numeric settings, which no shape depends on).
+    """
+    values = {**RELEASED_NUMERICS, "audio_in_channels": LTX_CORE_AUDIO_IN_CHANNELS, **transformer}
+    return transformer_layout(TransformerConfig.from_header(values, source="config.transformer"), prefix)
 
 
 # ------------------------------------------------------------------------------ text path
@@ -292,32 +307,8 @@ def video_vae_layout(
 
 
 def official_vae_config(version: str) -> dict:
-    """``config.vae`` of the official files (2.0: LTX2_SPEC section 3; 2.3: published ports)."""
-    if version == "2.0":
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 6),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 2), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 5), ("compress_all", 2), ("res_x", 5), ("compress_all", 2), ("res_x", 5),
-               ("compress_all", 2), ("res_x", 5)]  # fmt: skip
-    else:
-        enc = [("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
-               ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]  # fmt: skip
-        dec = [("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
-               ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]  # fmt: skip
-
-    def blocks(items, residual=False):
-        out = []
-        for name, n in items:
-            if name == "res_x":
-                out.append([name, {"num_layers": n}])
-            else:
-                out.append([name, {"multiplier": n, **({"residual": True} if residual else {})}])
-        return out
-
-    return {
-        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128, "patch_size": 4,
-        "norm_layer": "pixel_norm", "latent_log_var": "uniform", "timestep_conditioning": False,
-        "decoder_base_channels": 128, "encoder_blocks": blocks(enc), "decoder_blocks": blocks(dec, version == "2.0"),
-    }  # fmt: skip
+    """``config.vae`` of the official ``version`` files ("2.0" / "2.3"): their published header section."""
+    return published_config(version)["vae"]
 
 
 # ------------------------------------------------------------------------------ audio VAE
@@ -496,7 +487,7 @@ def bundle_layout(
     """Per component, the keys of a single-file bundle described by the header ``config``."""
     t = config.get("transformer", {})
     builders = {
-        "transformer": lambda: transformer_layout(TransformerConfig.from_header(t)),
+        "transformer": lambda: transformer_header_layout(t),
         "text_connectors": lambda: text_connectors_layout(t),
         "text_projection": lambda: text_projection_layout(t, text_hidden_states),
         "video_vae": lambda: video_vae_layout(config.get("vae", {}), with_unused_stats=with_unused_stats),

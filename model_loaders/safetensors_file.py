@@ -15,9 +15,11 @@ bytes, so inspecting a 40 GB checkpoint is instant.  Tensor data is then read wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import reprlib
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,13 @@ class CheckpointError(ValueError):
 # The safetensors format caps the header at 100 MB; a larger "length" means the first 8 bytes
 # are not a safetensors length field at all.
 MAX_HEADER_BYTES = 100_000_000
+# Bounds checked on the raw header bytes before the JSON is parsed, so that a hostile header
+# costs milliseconds and no memory: the largest published LTX-2 / Gemma files hold ~10k tensors
+# and ~150k JSON values.  MAX_JSON_VALUES bounds the Python objects the parse can create (a
+# value takes at least one ',', '[' or '{' around it).
+MAX_TENSORS = 200_000
+MAX_JSON_VALUES = 4_000_000
+MAX_JSON_DEPTH = 64  # header, __metadata__ JSON strings and configs: a real config nests ~5 deep
 
 # Bytes per element of each safetensors dtype (sub-byte types such as F4 are left out: their
 # size check is skipped).
@@ -98,6 +107,49 @@ def _fail(path: Path, message: str) -> CheckpointError:
     return CheckpointError(f"{os.fspath(path)}: {message}")
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 3, 80, 80, 8, 6
+
+
+def short(value) -> str:
+    """``repr`` of a header value, cut to a few lines whatever its size or nesting."""
+    return _SHORT.repr(value)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def json_depth(value) -> int:
+    """Nesting depth of parsed JSON (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            if depth + 1 > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def parse_json(path, text: str | bytes, what: str):
+    """``json.loads(text)`` for JSON inside a model file: NaN / Infinity, nesting deeper than
+    ``MAX_JSON_DEPTH`` and invalid JSON are a ``CheckpointError`` naming the file and ``what``."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise _fail(Path(path), f"{what} nests deeper than Python can parse. {CORRUPT}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _fail(Path(path), f"expected {what} to be valid JSON, found invalid JSON ({str(err)[:200]}). "
+                                f"{CORRUPT}") from None  # fmt: skip
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise _fail(Path(path), f"{what} nests more than {MAX_JSON_DEPTH} levels deep. {CORRUPT}")
+    return value
+
+
 def _not_safetensors(path: Path, head: bytes, why: str) -> CheckpointError:
     """The error for a file whose first bytes are not a safetensors header."""
     kind = None
@@ -117,7 +169,7 @@ def _not_safetensors(path: Path, head: bytes, why: str) -> CheckpointError:
 
 def _parse_entry(path: Path, name: str, raw: object) -> TensorEntry:
     if not isinstance(raw, dict):
-        raise _fail(path, f"header entry {name!r} should be an object, found {type(raw).__name__}. {CORRUPT}")
+        raise _fail(path, f"header entry {short(name)} should be an object, found {type(raw).__name__}. {CORRUPT}")
     dtype, shape, offsets = raw.get("dtype"), raw.get("shape"), raw.get("data_offsets")
     ok = (
         isinstance(dtype, str)
@@ -131,14 +183,15 @@ def _parse_entry(path: Path, name: str, raw: object) -> TensorEntry:
     if not ok:
         raise _fail(
             path,
-            f"header entry {name!r} should hold dtype, shape and data_offsets [begin, end], found {raw!r}. {CORRUPT}",
+            f"header entry {short(name)} should hold dtype, shape and data_offsets [begin, end], found {short(raw)}. "
+            f"{CORRUPT}",
         )
     entry = TensorEntry(dtype, tuple(shape), offsets[0], offsets[1])
     size = DTYPE_BYTES.get(dtype)
     if size is not None and entry.numel * size != entry.nbytes:
         raise _fail(
             path,
-            f"tensor {name!r} is {dtype} {list(shape)} ({entry.numel * size} bytes) but its data_offsets "
+            f"tensor {short(name)} is {dtype} {short(list(shape))} ({entry.numel * size} bytes) but its data_offsets "
             f"span {entry.nbytes} bytes. {CORRUPT}",
         )
     return entry
@@ -172,16 +225,34 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
             )
         f.seek(8)
         raw = f.read(n)
+    entries = raw.count(b'"data_offsets"')
+    if entries > MAX_TENSORS:
+        raise _fail(path, f"the header describes {entries} tensors; OpenLTX reads files of at most {MAX_TENSORS} "
+                          f"(the published LTX-2 files hold about 10,000). {CORRUPT}")  # fmt: skip
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise _fail(path, f"the header holds about {values} JSON values; OpenLTX reads at most {MAX_JSON_VALUES}. "
+                          f"{CORRUPT}")  # fmt: skip
     try:
-        parsed = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        found = f"invalid JSON ({err})"
-        raise _fail(path, f"expected a JSON object as the safetensors header, found {found}. {CORRUPT}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _fail(path, f"expected a JSON object as the safetensors header, found bytes that are not UTF-8 "
+                          f"({err}). {CORRUPT}") from None  # fmt: skip
+    del raw
+    parsed = parse_json(path, text, "the safetensors header")
+    del text
     if not isinstance(parsed, dict):
         raise _fail(path, f"expected a JSON object as the safetensors header, found {type(parsed).__name__}. {CORRUPT}")
     metadata = parsed.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _fail(path, f"expected __metadata__ to map names to strings, found other values. {CORRUPT}")
+    for key, value in metadata.items():  # JSON inside metadata (config, quantization tables): bounded too
+        if value[:1] in ("{", "["):
+            try:
+                parse_json(path, value, f"__metadata__[{short(key)}]")
+            except CheckpointError as err:
+                if "valid JSON" not in str(err):  # not meant as JSON: only nesting / NaN are refused
+                    raise
     header = SafetensorsHeader(path=path, file_size=file_size, header_size=n, metadata=dict(metadata))
     for name, entry in parsed.items():
         header.tensors[name] = _parse_entry(path, name, entry)
@@ -197,21 +268,21 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
 
 
 def parse_config(header: SafetensorsHeader) -> dict | None:
-    """``__metadata__["config"]`` as a dict, or ``None`` when the header has no config."""
+    """``__metadata__["config"]`` as a dict, or ``None`` when the header has no config.
+
+    Its numbers are checked against ``header_limits`` (finite, and within what any LTX-2 file
+    uses for the settings that size allocations) before anyone builds a module from it.
+    """
+    from .header_limits import check_config
+
     raw = header.metadata.get("config")
     if raw is None:
         return None
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise _fail(
-            header.path,
-            f"expected __metadata__['config'] to be a JSON string, found invalid JSON ({err}). The file is corrupt "
-            "or was edited by hand: download it again.",
-        ) from None
+    config = parse_json(header.path, raw, "__metadata__['config'] (the model config)")
     if not isinstance(config, dict):
         found = type(config).__name__
         raise _fail(header.path, f"expected __metadata__['config'] to be a JSON object, found {found}. {CORRUPT}")
+    check_config(header.path, config, "the header config")
     return config
 
 
@@ -232,22 +303,32 @@ def load_tensors(
     """
     out: dict[str, torch.Tensor] = {}
     keys = list(keys)
-    try:
-        with _safe_open(path, device) as f:
-            for i, key in enumerate(keys):
+    with _reading(path):
+        handle = _safe_open(path, device)
+    with handle as f:
+        for i, key in enumerate(keys):
+            with _reading(path):
                 t = f.get_tensor(key)
                 if dtype is not None and t.is_floating_point() and t.dtype != dtype:
                     t = t.to(dtype)
-                out[rename(key) if rename else key] = t
-                if progress is not None:
-                    progress(i + 1, len(keys))
+            out[rename(key) if rename else key] = t
+            if progress is not None:  # outside _reading: what it raises (the host's Cancel) is not the file's fault
+                progress(i + 1, len(keys))
+    return out
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Turn the errors of reading ``path`` (safetensors raises its own types) into a
+    ``CheckpointError`` naming the file."""
+    try:
+        yield
     except CheckpointError:
         raise
-    except Exception as err:  # safetensors raises its own error types; give them a file name
+    except Exception as err:
         found = f"{type(err).__name__}: {err}"
         message = f"reading tensor data failed ({found}). The file may be corrupt: download it again."
         raise _fail(Path(path), message) from err
-    return out
 
 
 def _safe_open(path: str | os.PathLike, device: torch.device | str):

@@ -1,8 +1,11 @@
-"""Tiny official-layout LTX-2 checkpoints: header configs, random weights, the file writer.
+"""Tiny official-layout LTX-2 checkpoints: header configs, random weights, the file writers.
 
-A tiny checkpoint has the key names and header structure of the real single-file bundles
+A tiny checkpoint has the key names and header of the real single-file bundles
 (``__metadata__`` with ``config`` = ``{transformer, vae, audio_vae, vocoder, scheduler}`` and,
-for 2.3, ``model_version``), with shapes small enough for CPU tests: about 0.2 MB for the
+for 2.3, ``model_version``).  Its ``config`` is the published one (``published_configs``)
+key for key, with only the shape keys scaled down -- nothing added, so no
+``audio_in_channels`` (the published transformer section lacks it) -- and shapes small enough
+for CPU tests: about 0.2 MB for the
 transformer alone, 16-17 MB for the whole bundle in float32.  The latents have the released
 models' widths -- video (B, 128, F', H/32, W/32), audio (B, 8, T, 16) -- so a tiny file samples
 the very latent that ``OpenLTXEmptyLatent`` makes (it has no model input to follow).  The
@@ -26,6 +29,11 @@ force: ltx-core starts the video encoder at ``latent_channels`` and keeps the au
 ``ch`` x ``ch_mult`` (>= 1), and ``ch`` must be 128.  The audio VAE (18 3x3 convolutions of
 128 x 128, 10.8 MB) is the floor at three levels; the video VAE adds 4.7-5.6 MB.
 
+Variants of the layouts users have (``write_tiny_checkpoint``): the bundle, the transformer
+alone or with its text connectors, keys with ``model.diffusion_model.`` / ``diffusion_model.``
+/ no prefix, header metadata as published / config only / none; ``write_tiny_gguf``: GGUF as
+the community converts it (city96's type rules, config in a ``config`` KV, ours, or none).
+
 ltx-core quirks the configs respect: 128 connector registers (ltx-core ignores the header key),
 64 mel bins into the vocoders (their input conv is fixed at 2 x 64), audio ``ch`` equal to the
 latent feature count (it sizes the statistics vector), 2.0 decoder widths that are multiples
@@ -34,68 +42,104 @@ of 8 at every residual upsampler.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import zlib
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
 from .layouts import COMPONENTS, GEMMA_HIDDEN_STATES, TRANSFORMER_PREFIX, Layout, bundle_layout
+from .published_configs import MODEL_VERSIONS, published_config
 
 try:  # see model_loaders/__init__.py
-    from ..ltx2.config import official_19b_header
+    from ..ltx2.config import TransformerConfig
 except ImportError:
-    from ltx2.config import official_19b_header
+    from ltx2.config import TransformerConfig
 
 VERSIONS = ("2.0", "2.3")
 TINY_TEXT_HIDDEN_STATES = 3  # embeddings + 2 layers of a 12-wide stand-in for Gemma
-# Tiny 2.0 files carry no model_version (ltx-core reads anything not starting with "2.3" as 2.0).
-MODEL_VERSIONS = {"2.3": "2.3.0"}
+TINY_AUDIO_IN_CHANNELS = 128  # 8 latent channels x 16 mel bins; only audio_patchify_proj's shape says so
+# Head counts a tiny transformer can have: 2 (the default: video 2 x 8, audio 2 x 4) or the
+# released 32 (video 32 x 4, audio 32 x 2), for LTX-2.0 files without a header, whose tensors
+# do not state the head count (the loader then assumes the released 32).
+TINY_HEADS = {2: (8, 4), 32: (4, 2)}
+COMPONENT_SETS = {
+    "all": COMPONENTS,
+    "transformer": ("transformer",),
+    "transformer+connectors": ("transformer", "text_connectors"),
+}
+METADATA_KINDS = ("published", "config", "none")
 
 
-def tiny_transformer_header(version: str) -> dict:
-    """``config.transformer``: LTX2_SPEC 1.7 widths on top of the official 19B header."""
-    h = official_19b_header()
-    h.update(
+def _scale(section: dict, changes: Mapping[str, Any], where: str) -> dict:
+    """``section`` with ``changes`` applied; every changed key must exist there (nothing is added)."""
+    out = copy.deepcopy(section)
+    for key, value in changes.items():
+        if key not in out:
+            raise KeyError(f"config.{where} of the published files has no {key!r}; tiny configs add nothing")
+        if isinstance(value, Mapping) and isinstance(out[key], dict):
+            out[key] = _scale(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _transformer_shapes(version: str, heads: int) -> dict:
+    """The shape keys of the published ``config.transformer``, scaled down (LTX2_SPEC 1.7 widths)."""
+    if heads not in TINY_HEADS:
+        raise ValueError(f"heads must be one of {sorted(TINY_HEADS)}, got {heads!r}")
+    head_dim, audio_head_dim = TINY_HEADS[heads]
+    video, audio = heads * head_dim, heads * audio_head_dim
+    out = dict(
         num_layers=2,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        cross_attention_dim=video,
         caption_channels=12,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=4,
-        audio_cross_attention_dim=8,
+        audio_num_attention_heads=heads,
+        audio_attention_head_dim=audio_head_dim,
+        audio_cross_attention_dim=audio,
         in_channels=128,  # the released models' latent widths (= OpenLTXEmptyLatent's)
         out_channels=128,
-        audio_in_channels=128,  # 8 channels x 16 mel bins
-        audio_out_channels=128,
-        av_ca_timestep_scale_multiplier=1000.0,
+        audio_out_channels=128,  # 8 channels x 16 mel bins
         connector_num_layers=2,
         connector_num_attention_heads=2,
         connector_attention_head_dim=6,  # 2.0 connectors run at caption_channels (2 x 6 = 12)
-        connector_num_learnable_registers=128,
+        connector_num_learnable_registers=128,  # ltx-core builds 128 whatever the header says
     )
-    if version == "2.3":
-        h.update(
-            apply_gated_attention=True,
-            cross_attention_adaln=True,
-            caption_proj_before_connector=True,
-            caption_projection_first_linear=False,
-            caption_proj_input_norm=False,
-            caption_projection_second_linear=False,
-            # 2.3 connectors run at the stream widths (the projection happens before them)
-            connector_attention_head_dim=8,
+    if version == "2.3":  # 2.3 connectors run at the stream widths (the projection happens before them)
+        out.update(
+            connector_attention_head_dim=video // 2,
             audio_connector_num_attention_heads=2,
-            audio_connector_attention_head_dim=4,
-            connector_apply_gated_attention=True,
+            audio_connector_attention_head_dim=audio // 2,
         )
-    return h
+    return out
+
+
+def tiny_transformer_header(version: str, *, heads: int = 2) -> dict:
+    """``config.transformer``: the published section with its shape keys scaled down.
+
+    Exactly the published key set: no ``audio_in_channels`` (the tiny transformer's audio
+    input is 128 wide, as ltx-core assumes when the header does not say).
+    """
+    return _scale(published_config(version)["transformer"], _transformer_shapes(version, heads), "transformer")
+
+
+def tiny_transformer_values(version: str, *, heads: int = 2) -> dict:
+    """A complete description for ``TransformerConfig.from_header``: the header + ``audio_in_channels``."""
+    return {**tiny_transformer_header(version, heads=heads), "audio_in_channels": TINY_AUDIO_IN_CHANNELS}
+
+
+def tiny_transformer_config(version: str, *, heads: int = 2) -> TransformerConfig:
+    """The ``TransformerConfig`` of the tiny transformer (what the loader derives from a tiny file)."""
+    return TransformerConfig.from_header(tiny_transformer_values(version, heads=heads), source="tiny")
 
 
 def tiny_vae_config(version: str) -> dict:
-    """``config.vae``: 128 latent channels; the official compression blocks, at minimal widths.
+    """``config.vae``: the published section with minimal block lists (latent width 128 kept).
 
     The encoder runs at the latent width (ltx-core starts it at ``latent_channels``), so it
     keeps only the four official compression blocks, at multiplier 1 and without res blocks
@@ -103,6 +147,7 @@ def tiny_vae_config(version: str) -> dict:
     block list at one layer each, from ``decoder_base_channels`` 2 (16 channels after
     ``conv_in``); 2.0 needs 4, because its residual ``compress_all`` upsamplers fold their
     input into 8 sub-positions, so every upsampler input must be a multiple of 8 channels.
+    Block entries keep the published entries' keys.
     """
     encoder = [
         ["compress_space_res", {"multiplier": 1}],
@@ -111,159 +156,83 @@ def tiny_vae_config(version: str) -> dict:
         ["compress_all_res", {"multiplier": 1}],
     ]
     if version == "2.0":
-        decoder = [
-            ["res_x", {"num_layers": 1}],
-            ["compress_all", {"residual": True, "multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_all", {"residual": True, "multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_all", {"residual": True, "multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-        ]
-        padding, decoder_base = "reflect", 4  # 32 -> 16 -> 8 -> 4 channels
+        res = ["res_x", {"inject_noise": False, "num_layers": 1}]
+        up = ["compress_all", {"multiplier": 2, "residual": True}]
+        decoder = [res, up, res, up, res, up, res]
+        decoder_base = 4  # 32 -> 16 -> 8 -> 4 channels
     else:
+        res = ["res_x", {"num_layers": 1}]
         decoder = [
-            ["res_x", {"num_layers": 1}],
-            ["compress_space", {"multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_time", {"multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_all", {"multiplier": 1}],
-            ["res_x", {"num_layers": 1}],
-            ["compress_all", {"multiplier": 2}],
-            ["res_x", {"num_layers": 1}],
-        ]
-        padding, decoder_base = "zeros", 2  # 16 -> 8 -> 8 -> 4 -> 2 channels
-    return {
-        "_class_name": "CausalVideoAutoencoder",
-        "dims": 3,
-        "in_channels": 3,
-        "out_channels": 3,
-        "latent_channels": 128,
-        "patch_size": 4,
-        "norm_layer": "pixel_norm",
-        "latent_log_var": "uniform",
-        "spatial_padding_mode": padding,
-        "causal_decoder": False,
-        "timestep_conditioning": False,
-        "decoder_base_channels": decoder_base,
-        "encoder_blocks": encoder,
-        "decoder_blocks": decoder,
-    }
+            res, ["compress_space", {"multiplier": 2}], res, ["compress_time", {"multiplier": 2}], res,
+            ["compress_all", {"multiplier": 1}], res, ["compress_all", {"multiplier": 2}], res,
+        ]  # fmt: skip
+        decoder_base = 2  # 16 -> 8 -> 8 -> 4 -> 2 channels
+    changes = {"encoder_blocks": encoder, "decoder_blocks": decoder, "decoder_base_channels": decoder_base}
+    return _scale(published_config(version)["vae"], changes, "vae")
 
 
-def tiny_audio_vae_config() -> dict:
+def tiny_audio_vae_config(version: str = "2.0") -> dict:
     """``config.audio_vae``: 64 mel bins in, (B, 8, T, 16) latents, three levels at ch 128.
 
     Three levels (two stride-2 downsamples) take 64 mel bins to 16 latent bins, as in the
-    released models; ``ch`` must be 128 because it sizes the statistics vector over the
+    released models; ``ch`` stays 128 because it sizes the statistics vector over the
     8 x 16 latent features, and ``ch_mult`` cannot go below 1.  So the width stays 128
     throughout and ``num_res_blocks`` is 0: the encoder is conv_in, two downsamples and the
     mid block; the decoder has one res block per level (ltx-core builds ``num_res_blocks + 1``).
     """
-    return {
-        "model": {
-            "params": {
-                "ddconfig": {
-                    "double_z": True,
-                    "mel_bins": 64,
-                    "z_channels": 8,
-                    "resolution": 256,
-                    "in_channels": 2,
-                    "out_ch": 2,
-                    "ch": 128,  # = z_channels * mel_bins / 4: sizes the statistics vector
-                    "ch_mult": [1, 1, 1],
-                    "num_res_blocks": 0,
-                    "attn_resolutions": [],
-                    "dropout": 0.0,
-                    "mid_block_add_attention": False,
-                    "norm_type": "pixel",
-                    "causality_axis": "height",
-                },
-                "sampling_rate": 16000,
-            }
-        },
-        "preprocessing": {
-            "stft": {"filter_length": 1024, "hop_length": 160, "win_length": 1024, "causal": True},
-            "mel": {"n_mel_channels": 64, "mel_fmin": 0, "mel_fmax": 8000},
-        },
-    }
+    changes = {"model": {"params": {"ddconfig": {"ch_mult": [1, 1, 1], "num_res_blocks": 0}}}}
+    return _scale(published_config(version)["audio_vae"], changes, "audio_vae")
 
 
 def tiny_vocoder_config(version: str) -> dict:
-    """``config.vocoder``: 2.0 HiFi-GAN (x240 = 24 kHz); 2.3 BigVGAN-v2 x160 + BWE x3 to 48 kHz."""
+    """``config.vocoder``: 2.0 HiFi-GAN (x240 = 24 kHz); 2.3 BigVGAN-v2 x160 + BWE x3 to 48 kHz, at 32 channels."""
     if version == "2.0":
-        return {
-            "resblock": "1",
-            "stereo": True,
-            "upsample_initial_channel": 32,
-            "upsample_rates": [6, 5, 2, 2, 2],
-            "upsample_kernel_sizes": [16, 15, 8, 4, 4],
-            "resblock_kernel_sizes": [3, 7],
-            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
-            "output_sampling_rate": 24000,
-        }
-    amp = {"resblock": "AMP1", "stereo": True, "activation": "snakebeta"}
-    amp.update(use_tanh_at_final=False, use_bias_at_final=False)
-    return {
-        "vocoder": {
-            **amp,
-            "upsample_initial_channel": 32,
-            "upsample_rates": [5, 4, 2, 2, 2],  # x160: 100 mel frames/s -> 16 kHz
-            "upsample_kernel_sizes": [11, 8, 4, 4, 4],
-            "resblock_kernel_sizes": [3],
-            "resblock_dilation_sizes": [[1, 3, 5]],
-        },
-        "bwe": {
-            **amp,
-            "apply_final_activation": False,
-            "upsample_initial_channel": 32,
-            "upsample_rates": [4, 3, 2, 2],  # 1000 mel frames/s (hop 16 at 16 kHz) -> 48 kHz
-            "upsample_kernel_sizes": [8, 7, 4, 4],
-            "resblock_kernel_sizes": [3],
-            "resblock_dilation_sizes": [[1, 3, 5]],
-            "input_sampling_rate": 16000,
-            "output_sampling_rate": 48000,
-            "hop_length": 16,
-            "n_fft": 64,
-            "win_size": 64,
-            "num_mels": 64,
-        },
-    }
+        changes = {"upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7],
+                   "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]]}  # fmt: skip
+    else:
+        small = {"upsample_initial_channel": 32, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]]}
+        changes = {
+            # x160: 100 mel frames/s -> 16 kHz
+            "vocoder": {**small, "upsample_rates": [5, 4, 2, 2, 2], "upsample_kernel_sizes": [11, 8, 4, 4, 4]},
+            # 1000 mel frames/s (hop 16 at 16 kHz) -> 48 kHz, with a 64-point STFT
+            "bwe": {**small, "upsample_rates": [4, 3, 2, 2], "upsample_kernel_sizes": [8, 7, 4, 4],
+                    "hop_length": 16, "n_fft": 64, "win_size": 64},
+        }  # fmt: skip
+    return _scale(published_config(version)["vocoder"], changes, "vocoder")
 
 
-SCHEDULER = {
-    "_class_name": "RectifiedFlowScheduler",
-    "_diffusers_version": "0.25.1",
-    "num_train_timesteps": 1000,
-    "sampler": "LinearQuadratic",
-}
-
-
-def tiny_config(version: str) -> dict:
-    """The whole ``__metadata__["config"]`` object of a tiny file."""
+def tiny_config(version: str, *, heads: int = 2) -> dict:
+    """The whole ``__metadata__["config"]`` of a tiny file: the published config, shape keys scaled down."""
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
     return {
-        "transformer": tiny_transformer_header(version),
+        "transformer": tiny_transformer_header(version, heads=heads),
         "vae": tiny_vae_config(version),
-        "audio_vae": tiny_audio_vae_config(),
+        "audio_vae": tiny_audio_vae_config(version),
         "vocoder": tiny_vocoder_config(version),
-        "scheduler": dict(SCHEDULER),
+        "scheduler": published_config(version)["scheduler"],
     }
 
 
-def tiny_metadata(version: str, config: dict | None = None) -> dict[str, str]:
-    """``__metadata__`` of a tiny file (strings only, as safetensors requires)."""
-    meta = {"config": json.dumps(config if config is not None else tiny_config(version))}
-    if version in MODEL_VERSIONS:
+def tiny_metadata(version: str, config: dict | None = None, kind: str = "published", *, heads: int = 2) -> dict[str, str]:
+    """``__metadata__`` of a tiny file (strings only, as safetensors requires).
+
+    ``kind``: ``"published"`` = ``config`` (+ ``model_version`` for 2.3) as the published
+    files; ``"config"`` = ``config`` only; ``"none"`` = no metadata (repacks that drop it).
+    """
+    if kind not in METADATA_KINDS:
+        raise ValueError(f"metadata kind must be one of {METADATA_KINDS}, got {kind!r}")
+    if kind == "none":
+        return {}
+    meta = {"config": json.dumps(config if config is not None else tiny_config(version, heads=heads))}
+    if kind == "published" and version in MODEL_VERSIONS:
         meta["model_version"] = MODEL_VERSIONS[version]
     return meta
 
 
-def tiny_layout(version: str, components: Iterable[str] = COMPONENTS) -> Layout:
+def tiny_layout(version: str, components: Iterable[str] = COMPONENTS, *, heads: int = 2) -> Layout:
     """Every key of a tiny file (with its official prefix) and its shape."""
-    per = bundle_layout(tiny_config(version), tuple(components), text_hidden_states=TINY_TEXT_HIDDEN_STATES)
+    per = bundle_layout(tiny_config(version, heads=heads), tuple(components), text_hidden_states=TINY_TEXT_HIDDEN_STATES)
     return {k: s for layout in per.values() for k, s in layout.items()}
 
 
@@ -302,6 +271,7 @@ def tiny_state_dict(
     *,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    heads: int = 2,
 ) -> dict[str, torch.Tensor]:
     """Random tensors for every key of a tiny file, reproducible from ``seed``.
 
@@ -310,10 +280,16 @@ def tiny_state_dict(
     transformer).
     """
     out = {}
-    for key, shape in sorted(tiny_layout(version, components).items()):
+    for key, shape in sorted(tiny_layout(version, components, heads=heads).items()):
         g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
         out[key] = random_tensor(key, shape, g).to(dtype).contiguous()
     return out
+
+
+def _with_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Transformer and connector keys moved from ``model.diffusion_model.`` to ``prefix``."""
+    n = len(TRANSFORMER_PREFIX)
+    return {(prefix + k[n:] if k.startswith(TRANSFORMER_PREFIX) else k): v for k, v in tensors.items()}
 
 
 def write_tiny_checkpoint(
@@ -324,41 +300,120 @@ def write_tiny_checkpoint(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     bare: bool = False,
+    prefix: str | None = None,
+    metadata: str | dict = "published",
+    heads: int = 2,
 ) -> dict[str, torch.Tensor]:
     """Write a tiny official-layout file; returns the tensors written (file keys).
 
     Args:
-        components: ``"all"`` (the single-file bundle) or ``"transformer"`` (the transformer
-            alone, as found in ComfyUI's diffusion_models folder).
-        bare: transformer only: drop the ``model.diffusion_model.`` prefix from the keys.
+        components: ``"all"`` (the single-file bundle), ``"transformer"`` (the transformer
+            alone, as in ComfyUI's diffusion_models folder) or ``"transformer+connectors"``
+            (the transformer with its text connectors, as Kijai's transformer_only files).
+        prefix: key prefix of the transformer and connectors (default ``model.diffusion_model.``;
+            ``"diffusion_model."`` or ``""``); ``bare=True`` is ``prefix=""``.
+        metadata: ``"published"`` (``config`` + 2.3 ``model_version``), ``"config"``, ``"none"``,
+            or an explicit ``__metadata__`` dict.
+        heads: 2 (default) or 32 (the released head count; see ``TINY_HEADS``).
     """
     from safetensors.torch import save_file
 
-    if components not in ("all", "transformer"):
-        raise ValueError(f"components must be 'all' or 'transformer', got {components!r}")
-    if bare and components != "transformer":
-        raise ValueError("bare keys only exist for transformer-only files")
-    names = COMPONENTS if components == "all" else ("transformer",)
-    tensors = tiny_state_dict(version, names, seed=seed, dtype=dtype)
+    if components not in COMPONENT_SETS:
+        raise ValueError(f"components must be one of {tuple(COMPONENT_SETS)}, got {components!r}")
     if bare:
-        tensors = {k[len(TRANSFORMER_PREFIX) :]: v for k, v in tensors.items()}
-    save_file(tensors, os.fspath(path), metadata=tiny_metadata(version))
+        if prefix not in (None, ""):
+            raise ValueError("bare=True means prefix ''")
+        prefix = ""
+    prefix = TRANSFORMER_PREFIX if prefix is None else prefix
+    if prefix != TRANSFORMER_PREFIX and components == "all":
+        raise ValueError("the bundle keeps the model.diffusion_model. prefix; other prefixes are for transformer files")
+    tensors = _with_prefix(tiny_state_dict(version, COMPONENT_SETS[components], seed=seed, dtype=dtype, heads=heads), prefix)
+    meta = metadata if isinstance(metadata, dict) else tiny_metadata(version, kind=metadata, heads=heads)
+    save_file(tensors, os.fspath(path), metadata=meta or None)
+    return tensors
+
+
+# ------------------------------------------------------------------------------ GGUF
+# city96's conversion rules (ComfyUI-GGUF tools/convert.py + its llama.cpp patch for "ltxv"):
+# 1-D tensors, tensors of <= 1024 values and every modulation table stay F32; these top-level
+# layers stay high precision (BF16); the block Linears get the chosen type.
+GGUF_SMALL = 1024
+GGUF_HIGH_PRECISION = ("adaln_single.", "caption_projection.", "patchify_proj.", "proj_out.", "scale_shift_table")
+GGUF_CONFIG_KEYS = ("config", "openltx.config", None)
+
+
+def gguf_qtype(key: str, shape: tuple[int, ...], qtype: str) -> str:
+    """The GGUF type city96's tool gives tensor ``key`` when converting to ``qtype``."""
+    if qtype == "F32" or len(shape) < 2 or math.prod(shape) <= GGUF_SMALL or "scale_shift_table" in key:
+        return "F32"
+    if any(part in key for part in GGUF_HIGH_PRECISION):
+        return "BF16"
+    return qtype
+
+
+def write_tiny_gguf(
+    path: str | os.PathLike,
+    version: str,
+    *,
+    qtype: str = "Q8_0",
+    config_key: str | None = "config",
+    connectors: bool = False,
+    seed: int = 0,
+    heads: int = 2,
+    arch: str = "ltxv",
+    source_dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """Write the tiny transformer as a community GGUF (bare keys, city96's type rules).
+
+    Args:
+        qtype: the block Linears' type ("F32", "BF16", "Q8_0", "Q4_K", ...; see
+            ``quant.gguf_dequant.NAMES``); "F32" writes every tensor losslessly.
+        config_key: the string KV holding the header ``config`` JSON: ``"config"`` (the
+            community convention), ``"openltx.config"`` (earlier OpenLTX files) or ``None``.
+        connectors: also write the text connectors (some published GGUFs embed them).
+        source_dtype: the dtype the weights are rounded to first (a conversion from a bf16
+            file holds bf16 values).
+    Returns the bare-key tensors as written before quantization (``source_dtype``).
+    """
+    from .quant import gguf_dequant as gd
+    from .quant import gguf_format
+
+    if config_key not in GGUF_CONFIG_KEYS:
+        raise ValueError(f"config_key must be one of {GGUF_CONFIG_KEYS}, got {config_key!r}")
+    names = COMPONENT_SETS["transformer+connectors" if connectors else "transformer"]
+    tensors = _with_prefix(tiny_state_dict(version, names, seed=seed, dtype=source_dtype, heads=heads), "")
+    types = {v: k for k, v in gd.NAMES.items()}
+    arrays = {}
+    for key, t in tensors.items():
+        want = types[gguf_qtype(key, tuple(t.shape), qtype)]
+        arrays[key] = gguf_format.encode_tensor(t.float().numpy(), want)
+    version_tag = MODEL_VERSIONS.get(version) if config_key else None
+    gguf_format.write_gguf(path, arrays, tiny_config(version, heads=heads) if config_key else None, version_tag,
+                           arch=arch, config_key=config_key)
     return tensors
 
 
 __all__ = [
     "COMPONENTS",
+    "COMPONENT_SETS",
     "GEMMA_HIDDEN_STATES",
+    "METADATA_KINDS",
+    "TINY_AUDIO_IN_CHANNELS",
+    "TINY_HEADS",
     "TINY_TEXT_HIDDEN_STATES",
     "VERSIONS",
+    "gguf_qtype",
     "random_tensor",
     "tiny_audio_vae_config",
     "tiny_config",
     "tiny_layout",
     "tiny_metadata",
     "tiny_state_dict",
+    "tiny_transformer_config",
     "tiny_transformer_header",
+    "tiny_transformer_values",
     "tiny_vae_config",
     "tiny_vocoder_config",
     "write_tiny_checkpoint",
+    "write_tiny_gguf",
 ]

@@ -3,15 +3,18 @@
 Each module below lists its node classes in a module-level ``NODES``; the pack registers them
 in this order.  A module named here that is not present yet (a feature still being built) is
 skipped; a module that is present but fails to import raises, so ComfyUI reports the error.
+
+Every node registered here gets ``validation.guard``: non-finite or out-of-range numbers and
+text that is not valid Unicode are refused at validation (HTTP 400), before anything runs.
 """
 
 import importlib
 import importlib.util
 
 # Menu order: loaders, text, latents, conditioning, sampling, guidance, decode, audio, video, video in,
-# long video.
+# long video, then the prompt enhancer, audio output, ID-LoRA reference audio and speed options.
 NODE_MODULES = ("loaders", "text", "latents", "conditioning", "sampling", "guidance", "decode", "audio", "video",
-                "video_in", "long_video")
+                "video_in", "long_video", "enhance", "audio_out", "id_lora", "speed")
 
 
 def _collect() -> list:
@@ -21,7 +24,9 @@ def _collect() -> list:
             continue
         module = importlib.import_module(f"{__name__}.{name}")
         nodes.extend(module.NODES)
-    return nodes
+    from .validation import guard
+
+    return [guard(node) for node in nodes]
 
 
 NODE_LIST = _collect()

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
+import comfy.model_management as mm
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..media.audio_file import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, AudioFileError, load_audio
+from ..host import paths
+from ..media.audio_file import AUDIO_EXTENSIONS, MAX_AUDIO_VALUES, VIDEO_EXTENSIONS, AudioFileError, load_audio
+
+EXTENSIONS = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS
+MAX_MINUTES = MAX_AUDIO_VALUES // (48000 * 2 * 60)
 
 
 def audio_files() -> list[str]:
     """Audio and video files of ComfyUI's input folder (sub-folders included)."""
     root = folder_paths.get_input_directory()
     found = []
-    for dirpath, _dirs, files in os.walk(root, followlinks=True):
+    for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name.lower().endswith(AUDIO_EXTENSIONS + VIDEO_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+            if name.lower().endswith(EXTENSIONS):
+                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                if paths.input_file(rel, EXTENSIONS) is not None:  # links out of the folder are not offered
+                    found.append(rel)
     return sorted(found)
 
 
@@ -33,7 +39,9 @@ class OpenLTXLoadAudio(io.ComfyNode):
             category="OpenLTX/audio",
             description=(
                 "Loads the sound of an audio file (wav, mp3, flac, ogg, m4a, ...) or of a video with sound from "
-                "ComfyUI's input folder, through PyAV (works without torchaudio). Upload a file with the button."
+                "ComfyUI's input folder, through PyAV (works without torchaudio). Upload a file with the button. "
+                f"Reads the whole file, or the part start_s / duration_s pick; at most {MAX_MINUTES} minutes of "
+                "48 kHz stereo at once."
             ),
             inputs=[
                 io.Combo.Input(
@@ -43,6 +51,15 @@ class OpenLTXLoadAudio(io.ComfyNode):
                     tooltip="An audio or video file in ComfyUI's input folder; its first audio stream is loaded "
                     "at its own sample rate and channel count.",
                 ),
+                io.Float.Input(
+                    "start_s", default=0.0, min=0.0, max=1e6, step=0.01, optional=True,
+                    tooltip="Where to start reading, in seconds (0 = the beginning).",
+                ),
+                io.Float.Input(
+                    "duration_s", default=0.0, min=0.0, max=1e6, step=0.01, optional=True,
+                    tooltip="How many seconds to read from start_s; 0 = to the end of the file. Only this part "
+                    f"is decoded (at most {MAX_MINUTES} minutes of 48 kHz stereo: set it for longer files).",
+                ),
             ],
             outputs=[
                 io.Audio.Output(tooltip="The sound: {waveform (1, C, N) float in [-1, 1], sample_rate}."),
@@ -50,29 +67,25 @@ class OpenLTXLoadAudio(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, audio):
-        if not folder_paths.exists_annotated_filepath(audio):
-            return f"LTX-2 Load Audio: no file {audio!r} in the input folder"
-        return True
+    def validate_inputs(cls, audio=None):
+        if audio is None:
+            return True
+        return paths.input_file_error("audio", audio, EXTENSIONS) or True
 
     @classmethod
-    def fingerprint_inputs(cls, audio):
-        path = folder_paths.get_annotated_filepath(audio)
-        if not os.path.isfile(path):
-            return ""  # validate_inputs reports it
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+    def fingerprint_inputs(cls, audio=None, **_other):
+        # Only a file inside the input folder is ever read (hashed): anything else hashes to "".
+        return paths.file_digest(paths.input_file(audio, EXTENSIONS))
 
     @classmethod
-    def execute(cls, audio) -> io.NodeOutput:
-        path = folder_paths.get_annotated_filepath(audio)
+    def execute(cls, audio, start_s=0.0, duration_s=0.0) -> io.NodeOutput:
+        node = "LTX-2 Load Audio"
+        path = paths.require_input_file(node, "audio", audio, EXTENSIONS)
         try:
-            waveform, rate = load_audio(path)
+            waveform, rate = load_audio(path, start_s=float(start_s), duration_s=float(duration_s) or None,
+                                        interrupt=mm.throw_exception_if_processing_interrupted)  # fmt: skip
         except AudioFileError as err:
-            raise ValueError(f"LTX-2 Load Audio: {err}") from err
+            raise ValueError(f"{node}: {err}") from err
         return io.NodeOutput({"waveform": waveform.unsqueeze(0), "sample_rate": rate})
 
 

@@ -17,10 +17,11 @@ import folder_paths
 import node_helpers
 from comfy_api.v0_0_2 import io
 
-from ..host import aux_models, model as host_model
+from ..host import aux_models, model as host_model, paths
 from ..host import lora as L
 from ..model_loaders.safetensors_file import CheckpointError
 from ..samplers import conditioning as C
+from .loaders import unlisted_file_error
 
 CATEGORY = "OpenLTX/conditioning"
 FRAME_STEP = host_model.VIDEO_TIME_STRIDE
@@ -54,7 +55,7 @@ def _latent(latent: dict, video, audio, vm, am, **extra) -> dict:
     out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", "batch_index")}
     streams = [t for t in (video, audio) if t is not None]
     masks = [m for m, t in ((vm, video), (am, audio)) if t is not None]
-    nested = len(streams) > 1
+    nested = len(streams) > 1 or video is None  # audio alone stays nested (see LTX-2 Empty Latent "audio only")
     out["samples"] = comfy.nested_tensor.NestedTensor(tuple(streams)) if nested else streams[0]
     out["noise_mask"] = comfy.nested_tensor.NestedTensor(tuple(masks)) if nested else masks[0]
     out.update(extra)
@@ -358,11 +359,15 @@ class OpenLTXLoraLoader(io.ComfyNode):
         )  # fmt: skip
 
     @classmethod
+    def validate_inputs(cls, lora_name=None):  # only a listed file (never '../x'), before the model loads
+        return unlisted_file_error("lora_name", lora_name, folder_paths.get_filename_list("loras"), "models/loras") or True
+
+    @classmethod
     def execute(cls, model, lora_name, strength=1.0):
         node = "LTX-2 LoRA Loader"
-        path = folder_paths.get_full_path("loras", lora_name)
+        path = paths.model_file("loras", lora_name)
         if path is None:
-            raise ValueError(f"{node}: {lora_name!r} is not in the 'loras' folder")
+            raise ValueError(f"{node}: {paths.shown(lora_name)} is not in the 'loras' folder")
         if not isinstance(model.model, host_model.LTX2Model):
             raise ValueError(f"{node}: the model is not an LTX-2 MODEL (load it with LTX-2 Checkpoint Loader)")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import comfy.model_management as mm
 import comfy.utils
 from comfy_api.v0_0_2 import io
 
@@ -76,6 +77,7 @@ class TileProgress:
         self.bar = None
 
     def __call__(self, done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
         if self.bar is None:
             self.bar = comfy.utils.ProgressBar(total)
         self.bar.update_absolute(done, total)
@@ -197,9 +199,13 @@ class OpenLTXEncodeImage(io.ComfyNode):
     def execute(cls, image, video_vae, width=0, height=0, crf=DEFAULT_IMAGE_CRF) -> io.NodeOutput:
         node = "LTX-2 Encode Image"
         vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
-        if image.ndim != 4 or image.shape[-1] not in (3, 4):
-            raise ValueError(f"{node}: expected an IMAGE (B, H, W, 3), got shape {tuple(image.shape)}")
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4) or not image.numel():
+            found = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"{node}: expected an IMAGE (B, H, W, 3), got {found}")
         image = image[..., :3]
+        if not torch.isfinite(image).all():
+            raise ValueError(f"{node}: the image holds NaN or infinite values; expected colours in [0, 1] (check the "
+                             "node that made it)")  # fmt: skip
         h, w = image.shape[1:3]
         tw = width or w // SIZE_STEP * SIZE_STEP
         th = height or h // SIZE_STEP * SIZE_STEP
@@ -250,10 +256,15 @@ class OpenLTXEncodeAudio(io.ComfyNode):
         aud = aux_models.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise ValueError(f"{node}: expected an AUDIO {{'waveform': (B, C, N), 'sample_rate': int}}")
-        wave = audio["waveform"]
-        if wave.ndim != 3 or wave.shape[-1] == 0:
-            raise ValueError(f"{node}: expected a waveform (B, C, N) with N > 0, got shape {tuple(wave.shape)}")
-        latent = run(node, aux_models.encode_audio, aud, wave, audio["sample_rate"])
+        wave, rate = audio["waveform"], audio["sample_rate"]
+        if not isinstance(wave, torch.Tensor) or wave.ndim != 3 or wave.shape[-1] == 0:
+            found = tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__
+            raise ValueError(f"{node}: expected a waveform (B, C, N) with N > 0, got {found}")
+        if not isinstance(rate, (int, float)) or not 1000 <= rate <= 768000:
+            raise ValueError(f"{node}: the sample rate {rate!r} is not an audio rate (1 kHz to 768 kHz)")
+        if not torch.isfinite(wave).all():
+            raise ValueError(f"{node}: the sound holds NaN or infinite samples; expected samples in [-1, 1]")
+        latent = run(node, aux_models.encode_audio, aud, wave, int(rate))
         return io.NodeOutput({"samples": latent, "type": "audio"})
 
 

@@ -9,7 +9,8 @@ from comfy_api.v0_0_2 import io
 from ..samplers import guidance as G
 from ..samplers.comfy_guider import MultimodalGuider
 
-PRESETS = ["LTX-2.0", "LTX-2.3", "custom"]
+# Named presets first (the existing "LTX-2.0" / "LTX-2.3" keep their place), then "custom".
+PRESETS = [*G.PRESETS, "custom"]
 _DEFAULT_VIDEO, _DEFAULT_AUDIO = G.preset("LTX-2.0")
 
 
@@ -72,9 +73,9 @@ class OpenLTXMultimodalGuider(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "preset", options=PRESETS, default="LTX-2.0",
-                    tooltip="LTX-2.0 / LTX-2.3: the reference pipelines' settings (video cfg 3, audio cfg 7, stg 1 on "
-                    "block 29 resp. 28, rescale 0.7, modality 3) — the fields below are ignored. 'custom': use the "
-                    "fields below.",
+                    tooltip="Named settings (the fields below are then ignored): "
+                    + "; ".join(f"{name}: {note}" for name, note in G.PRESET_NOTES.items())
+                    + ". 'custom': use the fields below.",
                 ),
                 *_stream_inputs("video", "Video", _DEFAULT_VIDEO),
                 *_stream_inputs("audio", "Audio", _DEFAULT_AUDIO),

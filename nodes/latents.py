@@ -58,15 +58,17 @@ class OpenLTXEmptyLatent(io.ComfyNode):
                 "An empty LTX-2 latent holding a video and an audio stream of matching length "
                 "(a nested latent). Width and height must be multiples of 32, frames of the form "
                 "8k+1 (e.g. 97, 121). The frame rate reaches the model through the conditioning "
-                "(set it on the text-encode node to the same value)."
+                "(set it on the text-encode node to the same value). 'streams' makes an audio-only latent "
+                "for text-to-audio (or a video-only one)."
             ),
             inputs=[
                 io.Int.Input(
-                    "width", default=768, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
-                    tooltip="Video width in pixels; a multiple of 32.",
+                    "width", default=960, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
+                    tooltip="Video width in pixels; a multiple of 32 (64 for two-stage workflows). 960 x 544 is "
+                    "stage 1 of Lightricks' ComfyUI workflows (x2 in stage 2); the reference pipelines use 768 x 512.",
                 ),
                 io.Int.Input(
-                    "height", default=512, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
+                    "height", default=544, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
                     tooltip="Video height in pixels; a multiple of 32.",
                 ),
                 io.Int.Input(
@@ -83,11 +85,20 @@ class OpenLTXEmptyLatent(io.ComfyNode):
                     "batch_size", default=1, min=1, max=64,
                     tooltip="How many videos to generate at once.",
                 ),
+                # Added last and optional so workflows saved before it still load unchanged.
+                io.Combo.Input(
+                    "streams", options=list(host_model.STREAMS), default="video+audio", optional=True,
+                    tooltip="video+audio: the joint latent (default). audio only: text-to-audio - only the audio "
+                    "stream (its length from frames / fps; width and height are ignored), the transformer runs "
+                    "without video as in the reference's audio-only mode; sample it with LTX-2 Multimodal Guider "
+                    "and save it with LTX-2 Save Audio. video only: the video stream alone.",
+                ),
             ],
             outputs=[
                 io.Latent.Output(
                     tooltip="Nested latent: video (B, 128, (frames-1)/8+1, height/32, width/32) and "
-                    "audio (B, 8, round(frames/fps*25), 16), all zeros; also records frame_rate.",
+                    "audio (B, 8, round(frames/fps*25), 16), all zeros (only the chosen streams); also records "
+                    "frame_rate.",
                 ),
             ],
         )
@@ -100,13 +111,15 @@ class OpenLTXEmptyLatent(io.ComfyNode):
         return "; ".join(errors) if errors else True
 
     @classmethod
-    def execute(cls, width, height, frames, fps, batch_size=1) -> io.NodeOutput:
+    def execute(cls, width, height, frames, fps, batch_size=1, streams="video+audio") -> io.NodeOutput:
         errors = latent_size_errors(width, height, frames)  # values may have come through links
         if not fps > 0:
             errors.append(f"fps {fps} must be positive")
+        if streams not in host_model.STREAMS:
+            errors.append(f"streams {streams!r} is not one of {list(host_model.STREAMS)}")
         if errors:
             raise ValueError("LTX-2 Empty Latent: " + "; ".join(errors))
-        return io.NodeOutput(host_model.empty_latent(width, height, frames, fps, batch_size))
+        return io.NodeOutput(host_model.empty_latent(width, height, frames, fps, batch_size, streams))
 
 
 class OpenLTXLatentUpscale(io.ComfyNode):

@@ -7,7 +7,7 @@ import os
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..host import aux_models, model_loading, offload_policy
+from ..host import aux_models, model_loading, offload_policy, paths
 
 # The pack's own types (nothing in core fits): values are ``aux_models.AuxModel`` objects.
 VideoVAEType = io.Custom("OPENLTX_VAE")
@@ -62,14 +62,16 @@ def unlisted_file_error(input_name: str, value, options: list[str], folders: str
     """A validation message when ``value`` is not one of the listed model files, else ``None``.
 
     ComfyUI 0.3.75 does not check V3 combo values against their options, so a workflow naming
-    a file this machine lacks would otherwise only fail when the node runs.
+    a file this machine lacks would otherwise only fail when the node runs -- and a name such
+    as ``../../x`` would reach the file system.  Only listed names (files found inside the model
+    folders) pass.
     """
     if value is None or value in options:
         return None
     shown = ", ".join(options[:8]) + (f" ... ({len(options) - 8} more)" if len(options) > 8 else "")
     return (
-        f"{input_name}: {value!r} was not found in {folders}. Download it into one of those folders (see the "
-        f"workflow's note) and refresh, or pick a listed file ({shown or 'none found'})."
+        f"{input_name}: {paths.shown(value)} was not found in {folders}. Download it into one of those folders (see "
+        f"the workflow's note) and refresh, or pick a listed file ({shown or 'none found'})."
     )
 
 
@@ -80,14 +82,12 @@ def resolve_checkpoint(name: str) -> str:
         candidates.append(("diffusion_models", name[len(DIFFUSION_MODELS_PREFIX):]))
     candidates.append(("diffusion_models", name))
     for folder, filename in candidates:
-        try:
-            path = folder_paths.get_full_path(folder, filename)
-        except KeyError:
-            path = None
+        path = paths.model_file(folder, filename)
         if path is not None:
             return path
     raise FileNotFoundError(
-        f"LTX-2 Checkpoint Loader: {name!r} is in neither the 'checkpoints' nor the 'diffusion_models' folder"
+        f"LTX-2 Checkpoint Loader: {paths.shown(name)} is in neither the 'checkpoints' nor the 'diffusion_models' "
+        "folder"
     )
 
 
@@ -103,14 +103,16 @@ class OpenLTXCheckpointLoader(io.ComfyNode):
             description=(
                 "Loads the audio+video transformer of an LTX-2 (19B) or LTX-2.3 (22B) checkpoint as a "
                 "MODEL for KSampler, SamplerCustomAdvanced, LoRA loaders and other MODEL nodes. "
-                "Accepts the official single-file checkpoints (models/checkpoints) and "
-                "transformer-only files (models/diffusion_models)."
+                "Accepts the official single-file checkpoints, bf16 or fp8 (models/checkpoints), and "
+                "transformer-only files with or without the text connectors, including GGUF conversions "
+                "(models/diffusion_models). Sizes come from the weights; the RoPE and timestep settings "
+                "from the file's header, or the released values when the file has none."
             ),
             inputs=[
                 io.Combo.Input(
                     "ckpt_name",
                     options=checkpoint_options(),
-                    tooltip="The LTX-2 .safetensors file, from models/checkpoints or models/diffusion_models "
+                    tooltip="The LTX-2 .safetensors or .gguf file, from models/checkpoints or models/diffusion_models "
                     f"(names prefixed '{DIFFUSION_MODELS_PREFIX}' come from the latter when both folders "
                     "hold a file of that name).",
                 ),
@@ -209,13 +211,10 @@ def _resolve(name: str, folders: tuple[str, ...], prefixes: tuple[str, ...], nod
             candidates.insert(0, (folder, name[len(prefix):]))
         candidates.append((folder, name))
     for folder, filename in candidates:
-        try:
-            path = folder_paths.get_full_path(folder, filename)
-        except KeyError:
-            path = None
+        path = paths.model_file(folder, filename)
         if path is not None:
             return path
-    raise FileNotFoundError(f"{node}: {name!r} is in none of the folders {', '.join(folders)}")
+    raise FileNotFoundError(f"{node}: {paths.shown(name)} is in none of the folders {', '.join(folders)}")
 
 
 def vae_options() -> list[str]:
@@ -228,7 +227,9 @@ def upscaler_options() -> list[str]:
 
 
 class OpenLTXVAELoader(io.ComfyNode):
-    """An LTX-2 file -> the video VAE and the audio VAE + vocoder."""
+    """One or two LTX-2 files -> the video VAE and the audio VAE + vocoder."""
+
+    NO_SECOND = "none"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -238,14 +239,15 @@ class OpenLTXVAELoader(io.ComfyNode):
             category="OpenLTX/loaders",
             description=(
                 "Loads LTX-2's video VAE and its audio VAE + vocoder from the single-file checkpoint "
-                "(models/checkpoints) or from a standalone LTX-2 VAE file (models/vae). The decode, encode, "
-                "upscale and save-video nodes take them."
+                "(models/checkpoints), or from split files in models/vae: a video VAE file "
+                "(e.g. LTX2_video_vae_bf16 / LTX23_video_vae_bf16) and an audio VAE file (LTX2_audio_vae_bf16 / "
+                "LTX23_audio_vae_bf16), one in each input. The decode, encode, upscale and save-video nodes take them."
             ),
             inputs=[
                 io.Combo.Input(
                     "vae_name",
                     options=vae_options(),
-                    tooltip="The LTX-2 checkpoint (holds every VAE) or a standalone LTX-2 VAE file; names "
+                    tooltip="The LTX-2 checkpoint (holds every VAE part) or an LTX-2 video / audio VAE file; names "
                     f"prefixed '{VAE_PREFIX}' come from models/vae when both folders hold a file of that name.",
                 ),
                 io.Combo.Input(
@@ -254,6 +256,15 @@ class OpenLTXVAELoader(io.ComfyNode):
                     default="default",
                     tooltip="Precision of the VAE weights and computation. default: bf16 on GPUs that support it, "
                     "fp32 on a CPU. fp32 is the most exact and needs twice the memory.",
+                ),
+                io.Combo.Input(
+                    "second_vae_name",
+                    options=[cls.NO_SECOND] + vae_options(),
+                    default=cls.NO_SECOND,
+                    optional=True,
+                    tooltip="Optional second file for the parts vae_name lacks: with split files, the audio VAE file "
+                    "(e.g. LTX2_audio_vae_bf16.safetensors) when vae_name is the video VAE file, or the other way "
+                    "round. 'none': everything comes from vae_name.",
                 ),
             ],
             outputs=[
@@ -264,22 +275,28 @@ class OpenLTXVAELoader(io.ComfyNode):
                 AudioVAEType.Output(
                     "audio_vae", display_name="audio_vae",
                     tooltip="The LTX-2 audio VAE and vocoder (sound <-> 8x16 audio latents). Using it raises an "
-                    "error if the file holds no audio parts.",
+                    "error naming the file to add if the selected files hold no audio parts.",
                 ),
             ],
         )
 
     @classmethod
-    def validate_inputs(cls, vae_name=None):
-        return unlisted_file_error("vae_name", vae_name, vae_options(), "models/checkpoints or models/vae") or True
+    def validate_inputs(cls, vae_name=None, second_vae_name=None):
+        folders = "models/checkpoints or models/vae"
+        missing = unlisted_file_error("vae_name", vae_name, vae_options(), folders)
+        if missing is None and second_vae_name not in (None, cls.NO_SECOND):
+            missing = unlisted_file_error("second_vae_name", second_vae_name, vae_options(), folders)
+        return missing or True
 
     @classmethod
-    def execute(cls, vae_name, dtype="default") -> io.NodeOutput:
-        path = _resolve(vae_name, ("checkpoints", "vae"), ("", VAE_PREFIX), "LTX-2 VAE Loader")
+    def execute(cls, vae_name, dtype="default", second_vae_name=NO_SECOND) -> io.NodeOutput:
+        names = [vae_name] + ([second_vae_name] if second_vae_name not in (None, cls.NO_SECOND) else [])
+        paths = [_resolve(n, ("checkpoints", "vae"), ("", VAE_PREFIX), "LTX-2 VAE Loader") for n in names]
         try:
-            video, audio = aux_models.load_vae_file(path, dtype)
+            video, audio = aux_models.load_vae_files(paths, dtype)
         except (ValueError, OSError) as err:
-            raise RuntimeError(f"LTX-2 VAE Loader: cannot load {vae_name!r}: {err}") from err
+            shown = " + ".join(repr(n) for n in names)
+            raise RuntimeError(f"LTX-2 VAE Loader: cannot load {shown}: {err}") from err
         return io.NodeOutput(video, audio)
 
 
@@ -300,8 +317,9 @@ class OpenLTXUpscalerLoader(io.ComfyNode):
                 io.Combo.Input(
                     "upscaler_name",
                     options=upscaler_options(),
-                    tooltip="e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors; its network config is read from the "
-                    "file's header.",
+                    tooltip="e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors or ltx-2.3-spatial-upscaler-x2-1.1"
+                    ".safetensors; the network's shape is read from the file's tensors (its header config, when "
+                    "present, must agree).",
                 ),
                 io.Combo.Input(
                     "dtype",

@@ -30,9 +30,10 @@ class OpenLTXScheduler(io.ComfyNode):
                 "pipelines do; the HQ pipeline passes its latent. Ends in 0."
             ),
             inputs=[
-                io.Int.Input("steps", default=40, min=1, max=1000,
-                             tooltip="Number of sampling steps (the schedule has steps + 1 values). "
-                             "Reference: 40 for LTX-2.0 dev, 30 for LTX-2.3, 15 for the res_2s HQ pipeline."),
+                io.Int.Input("steps", default=20, min=1, max=1000,
+                             tooltip="Number of sampling steps (the schedule has steps + 1 values). 20 with res_2s is "
+                             "what Lightricks' LTX-2.0 ComfyUI workflows run; the reference pipelines use 40 (LTX-2.0 "
+                             "dev, euler), 30 (LTX-2.3) and 15 (the res_2s HQ pipeline)."),
                 io.Float.Input("terminal", default=schedules.DEFAULT_TERMINAL, min=0.0, max=0.99, step=0.001,
                                tooltip="The last non-zero sigma after stretching (0.1 in the reference)."),
                 io.Boolean.Input("stretch", default=True,
@@ -73,12 +74,13 @@ class OpenLTXDistilledSigmas(io.ComfyNode):
             description=(
                 "The fixed sigma lists of the distilled LTX-2 model (and of the distilled LoRA): stage 1 runs 8 "
                 "steps from pure noise; stage 2 refines an upscaled latent in 3 steps from sigma 0.909375 "
-                "(re-noise the latent to that level first)."
+                "(re-noise the latent to that level first), or from 0.85 as Lightricks' LTX-2.3 workflows do."
             ),
             inputs=[
                 io.Combo.Input("stage", options=list(schedules.DISTILLED_STAGES), default="stage1 (8 steps)",
                                tooltip="stage1: 1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0. "
-                               "stage2: 0.909375, 0.725, 0.421875, 0."),
+                               "stage2: 0.909375, 0.725, 0.421875, 0 (the reference pipelines). stage2 LTX-2.3: "
+                               "0.85, 0.725, 0.4219, 0 (Lightricks' LTX-2.3 ComfyUI workflows; re-noise to 0.85)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="The chosen stage's sigmas, ending in 0.")],
         )
@@ -144,9 +146,10 @@ class OpenLTXSampler(io.ComfyNode):
                 "denoise masks."
             ),
             inputs=[
-                io.Combo.Input("sampler", options=list(comfy_samplers.SAMPLER_NAMES), default="euler",
-                               tooltip="euler: first order, 1 model call per step. res_2s: second order with noise "
-                               "injection, 2 model calls per step (+1 at the end)."),
+                io.Combo.Input("sampler", options=list(comfy_samplers.SAMPLER_NAMES), default="res_2s",
+                               tooltip="res_2s: second order with noise injection, 2 model calls per step (+1 at the "
+                               "end); what Lightricks' full (non-distilled) workflows use. euler: first order, 1 model "
+                               "call per step; the distilled model and stage 2 of two-stage workflows."),
                 io.Int.Input("sde_seed", default=steppers.REFERENCE_NOISE_SEED, min=-1, max=2**63 - 1,
                              tooltip="res_2s only: seed of the noise injected during sampling (substeps use "
                              "seed + 10000). -1 is what the reference pipeline always uses. The starting noise "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 
-import folder_paths
+import comfy.model_management as mm
 from comfy.cli_args import args
 from comfy_api.input_impl import VideoFromFile
 from comfy_api.v0_0_2 import io, ui
 
-from ..media.mp4_writer import Mp4Writer, fps_fraction, next_free_path
-from ..host import aux_models
+from ..media.mp4_writer import Mp4Writer, fps_fraction
+from ..model_loaders.safe_paths import first_counter, numbered
+from ..host import aux_models, paths
 from .decode import TileProgress, decode_options, run, tiling_inputs
 from .loaders import AudioVAEType, VideoVAEType
 
@@ -77,6 +78,12 @@ class OpenLTXSaveVideo(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix=None):
+        if filename_prefix is None:
+            return True
+        return paths.output_prefix_error("filename_prefix", filename_prefix) or True
+
+    @classmethod
     def execute(cls, latent, video_vae, audio_vae=None, fps=0.0, filename_prefix="video/LTX-2", crf=19,
                 **kw) -> io.NodeOutput:  # fmt: skip
         node = "LTX-2 Save Video"
@@ -86,24 +93,27 @@ class OpenLTXSaveVideo(io.ComfyNode):
         vae = aux_models.require(video_vae, "video VAE", node, "OPENLTX_VAE")
         run(node, vae.module.check_latent, video)  # before any work: a latent of another model
         rate = fps_fraction(fps if fps > 0 else float(latent.get("frame_rate", DEFAULT_FPS)))
+        b, _, _, h, w = video.shape
+        height, width = h * 32, w * 32
+        # Where the files go, and that they can go there, before anything is decoded.
+        folder, stem, subfolder = paths.output_target(node, "filename_prefix", filename_prefix, width, height)
 
         sound = None  # small next to the video: decoded whole, before the frames
         if audio is not None and audio_vae is not None:
             aud = aux_models.require(audio_vae, "audio VAE", node, "OPENLTX_AUDIO_VAE")
             sound = run(node, aux_models.decode_audio, aud, audio)
+        mm.throw_exception_if_processing_interrupted()
 
-        b, _, _, h, w = video.shape
-        height, width = h * 32, w * 32
-        out_dir = folder_paths.get_output_directory()
-        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, width, height)
         hidden = cls.hidden  # None when called outside the executor (tests, other nodes)
         meta = _metadata(getattr(hidden, "prompt", None), getattr(hidden, "extra_pnginfo", None))
+        counter = first_counter(folder, stem, "_.mp4")
         writers = []
         try:
             for i in range(b):
-                path = next_free_path(folder, stem, ".mp4", counter + i)
-                writer = Mp4Writer(path, width, height, rate, crf=crf, metadata=meta,
-                                   audio_sample_rate=sound["sample_rate"] if sound else None)  # fmt: skip
+                # The wanted name; the finished file takes it (or the next free one) atomically.
+                writer = Mp4Writer(numbered(folder, stem, "_.mp4", counter + i), width, height, rate, crf=crf,
+                                   metadata=meta, audio_sample_rate=sound["sample_rate"] if sound else None,
+                                   interrupt=mm.throw_exception_if_processing_interrupted)  # fmt: skip
                 if sound is not None:
                     writer.write_audio(sound["waveform"][min(i, sound["waveform"].shape[0] - 1)])
                 writers.append(writer)
@@ -111,18 +121,24 @@ class OpenLTXSaveVideo(io.ComfyNode):
             for chunk in chunks:  # (B, f, H, W, 3) in [0, 1], as the decoder finishes them
                 for writer, frames in zip(writers, chunk):
                     writer.write_frames(frames)
-            paths = [writer.close() for writer in writers]
+            mm.throw_exception_if_processing_interrupted()  # the last chance before the files appear
+            files = [writer.close() for writer in writers]
         except ValueError as err:
             for writer in writers:
                 writer.abort()
             message = str(err)
             raise ValueError(message if message.startswith(node) else f"{node}: {message}") from err
+        except OSError as err:  # the folder was checked; a full disk or a vanished folder is left
+            for writer in writers:
+                writer.abort()
+            raise ValueError(f"{node}: writing into {folder!r} failed ({err.strerror or err}); free disk space or "
+                             "make the folder writable") from err  # fmt: skip
         except BaseException:
             for writer in writers:
                 writer.abort()
             raise
-        results = [ui.SavedResult(os.path.basename(p), subfolder, io.FolderType.output) for p in paths]
-        return io.NodeOutput(VideoFromFile(paths[0]), ui=ui.PreviewVideo(results))
+        results = [ui.SavedResult(os.path.basename(p), subfolder, io.FolderType.output) for p in files]
+        return io.NodeOutput(VideoFromFile(files[0]), ui=ui.PreviewVideo(results))
 
 
 NODES = [OpenLTXSaveVideo]

@@ -134,6 +134,16 @@ class MultimodalGuider(comfy.samplers.CFGGuider):
         self._reset()
         nested = getattr(latent_image, "is_nested", False)
         latents = list(latent_image.unbind()) if nested else [latent_image]
+        if nested and len(latents) == 1:
+            # A one-stream nested latent (LTX-2 Empty Latent's "audio only"): nested so that core's
+            # fix_empty_latent_channels leaves its 4-D shape alone; core would sample it packed
+            # (B, 1, N) and return it packed, so sample the bare stream and nest the result again.
+            def bare(t):
+                return t.unbind()[0] if getattr(t, "is_nested", False) else t
+
+            out = self.sample(bare(noise), latents[0], sampler, sigmas, None if denoise_mask is None else
+                              bare(denoise_mask), callback, disable_pbar, seed)  # fmt: skip
+            return comfy.nested_tensor.NestedTensor((out,))
         self._kinds = [_stream_kind(t.shape) for t in latents]
         if denoise_mask is not None:
             masks = list(denoise_mask.unbind()) if getattr(denoise_mask, "is_nested", False) else [denoise_mask]
@@ -190,9 +200,29 @@ class MultimodalGuider(comfy.samplers.CFGGuider):
                 self._last[kind] = guided
             streams.append(guided)
         x0 = self._pack(streams)
+        post = model_options.get("sampler_post_cfg_function") or []
+        if post and outputs:
+            x0 = self._post_cfg(post, x0, x, timestep, model_options, outputs)
         if self._packed_mask is not None:
             m = self._packed_mask
             x0 = (x0 * m + self._clean.float() * (1 - m)).to(x0.dtype)
+        return x0
+
+    def _post_cfg(self, functions, x0, x, timestep, model_options, outputs) -> torch.Tensor:
+        """Core's ``sampler_post_cfg_function`` hooks (e.g. LTX-2 Reference Audio's identity
+        guidance), with core's argument names.  A model call they make through the
+        ``model_options`` handed to them is labelled as a plain conditioned pass and returns
+        per-token x0 (the denoise masks applied), like this guider's own passes."""
+        options = dict(model_options)
+        options["model_function_wrapper"] = self._wrapper(
+            [()], model_options.get("model_function_wrapper"), per_token_x0=True
+        )
+        for fn in functions:
+            x0 = fn({
+                "denoised": x0, "cond": self.conds.get("positive"), "uncond": self.conds.get("negative"),
+                "cond_scale": self.video.cfg, "model": self.inner_model, "cond_denoised": outputs[G.COND],
+                "uncond_denoised": outputs.get(G.UNCOND), "sigma": timestep, "model_options": options, "input": x,
+            })  # fmt: skip
         return x0
 
     def _run_passes(self, plan: G.StepPlan, x, timestep, model_options) -> dict[str, torch.Tensor]:
@@ -212,11 +242,16 @@ class MultimodalGuider(comfy.samplers.CFGGuider):
             outs = {k: x + m * (o - x) for k, o in outs.items()}
         return outs
 
-    def _wrapper(self, rules: list[tuple], inner):
-        """A ``model_function_wrapper`` that labels every batch item of a model call."""
+    def _wrapper(self, rules: list[tuple], inner, per_token_x0: bool = False):
+        """A ``model_function_wrapper`` that labels every batch item of a model call.
+
+        ``per_token_x0``: also turn the call's x0 into per-token x0 ``x + m·(x0 − x)`` (this
+        guider's own passes do that after ``calc_cond_batch``; post-CFG hooks cannot).
+        """
         token_masks = None
         if self._full_masks is not None:
             token_masks = {k: _token_mask(m, k) for k, m in zip(self._kinds, self._full_masks)}
+        packed_mask = self._packed_mask if per_token_x0 else None
 
         def wrapper(apply_model, args: dict[str, Any]):
             which = args["cond_or_uncond"]  # index into the pass list, one per chunk
@@ -235,8 +270,14 @@ class MultimodalGuider(comfy.samplers.CFGGuider):
                 ]
             c["transformer_options"] = options
             if inner is not None:
-                return inner(apply_model, {**args, "c": c})
-            return apply_model(args["input"], args["timestep"], **c)
+                out = inner(apply_model, {**args, "c": c})
+            else:
+                out = apply_model(args["input"], args["timestep"], **c)
+            if packed_mask is not None:
+                x_in = args["input"]
+                m = packed_mask.to(x_in.device).repeat(chunks, *([1] * (packed_mask.ndim - 1)))
+                out = x_in + m * (out - x_in)
+            return out
 
         return wrapper
 

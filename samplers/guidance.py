@@ -77,22 +77,49 @@ class StreamGuidance:
         return self.skip_step != 0 and step % (self.skip_step + 1) != 0
 
 
-# LTX-2.0 / LTX-2.3 defaults of the reference pipelines (ltx_pipelines/utils/constants.py):
-# the same scales for both versions; the STG block moves from 29 to 28 in 2.3.
+# Named presets, ``(video, audio)``.  Two sources of truth, which differ for LTX-2.3:
+#
+# * Lightricks' reference pipelines (ltx_pipelines/utils/constants.py): the same scales for
+#   both versions (video cfg 3 / audio cfg 7, STG 1, rescale 0.7, modality 3); the STG block
+#   moves from 29 to 28 in 2.3.  The HQ pipeline (res_2s, 15 steps) drops STG and changes the
+#   rescales.
+# * Lightricks' own ComfyUI workflows (ComfyUI-LTXVideo example_workflows): the 2.3 "Full"
+#   workflow's GuiderParameters use video rescale 0.9 (audio 0.7), STG on block 28; the 2.0
+#   "Full" workflows use a plain CFGGuider at cfg 4 (both streams, no STG / modality term).
+# * Distilled models and the stage 2 of two-stage workflows run unguided (one pass per step).
 LTX_2_0 = (
     StreamGuidance(cfg=3.0, stg=1.0, stg_blocks=(29,), rescale=0.7, modality_scale=3.0),
     StreamGuidance(cfg=7.0, stg=1.0, stg_blocks=(29,), rescale=0.7, modality_scale=3.0),
 )
-LTX_2_3 = tuple(replace(p, stg_blocks=(28,)) for p in LTX_2_0)
-# The 2.3 HQ pipeline (res_2s, 15 steps): no STG, different rescales.
+LTX_2_3_PIPELINES = tuple(replace(p, stg_blocks=(28,)) for p in LTX_2_0)
+LTX_2_3 = (replace(LTX_2_3_PIPELINES[0], rescale=0.9), LTX_2_3_PIPELINES[1])
 LTX_2_3_HQ = (
     StreamGuidance(cfg=3.0, stg=0.0, rescale=0.45, modality_scale=3.0),
     StreamGuidance(cfg=7.0, stg=0.0, rescale=1.0, modality_scale=3.0),
 )
+LTX_2_0_COMFY_CFG4 = (StreamGuidance(cfg=4.0), StreamGuidance(cfg=4.0))
+UNGUIDED = (StreamGuidance(), StreamGuidance())
 PRESETS: dict[str, tuple[StreamGuidance, StreamGuidance]] = {
     "LTX-2.0": LTX_2_0,
     "LTX-2.3": LTX_2_3,
     "LTX-2.3 HQ": LTX_2_3_HQ,
+    "LTX-2.3 pipelines": LTX_2_3_PIPELINES,
+    "LTX-2.0 ComfyUI (cfg 4)": LTX_2_0_COMFY_CFG4,
+    "none (distilled)": UNGUIDED,
+}
+# One line per preset for tooltips and help pages.
+PRESET_NOTES: dict[str, str] = {
+    "LTX-2.0": "Lightricks' reference pipelines for LTX-2.0: video cfg 3 / audio cfg 7, STG 1 on block 29, "
+    "rescale 0.7, modality 3 (4 passes per step)",
+    "LTX-2.3": "Lightricks' LTX-2.3 ComfyUI workflows: as LTX-2.0 with STG on block 28 and video rescale 0.9 "
+    "(audio 0.7)",
+    "LTX-2.3 HQ": "the reference HQ pipeline (res_2s, ~15 steps): no STG, video rescale 0.45, audio rescale 1, "
+    "cfg 3 / 7, modality 3 (3 passes per step)",
+    "LTX-2.3 pipelines": "the reference pipelines for LTX-2.3 (ltx_pipelines): as LTX-2.0 with STG on block 28, "
+    "rescale 0.7 on both streams",
+    "LTX-2.0 ComfyUI (cfg 4)": "Lightricks' LTX-2.0 ComfyUI 'Full' workflows: plain CFG 4 on both streams, no STG, "
+    "modality or rescale (2 passes per step)",
+    "none (distilled)": "no guidance, one pass per step: distilled models and stage 2 of two-stage workflows",
 }
 
 

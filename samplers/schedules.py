@@ -8,7 +8,9 @@ noise) towards 0.0 (clean latent); a sampler takes one step per adjacent pair.
                         last non-zero σ lands on ``terminal``.  Values equal ltx-core's
                         ``LTX2Scheduler`` bit for bit (same float32 arithmetic).
 * ``DISTILLED_STAGE1`` / ``DISTILLED_STAGE2``  the fixed lists the distilled model was trained
-                        for (8 steps at full noise; 3 refinement steps from σ = 0.909375).
+                        for (8 steps at full noise; 3 refinement steps from σ = 0.909375);
+                        ``DISTILLED_STAGE2_LTX23`` the LTX-2.3 workflows' stage 2 (from 0.85).
+                        LTX-2.5 uses the same lists (``LTX25_DISTILLED_STAGE1/2``).
 * ``parse_sigmas``      a user's comma-separated list, validated with messages that say what
                         is wrong and where.
 """
@@ -32,7 +34,28 @@ DEFAULT_TERMINAL = 0.1
 
 DISTILLED_STAGE1 = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
 DISTILLED_STAGE2 = (0.909375, 0.725, 0.421875, 0.0)
-DISTILLED_STAGES = {"stage1 (8 steps)": DISTILLED_STAGE1, "stage2 (3 steps)": DISTILLED_STAGE2}
+# Stage 2 of Lightricks' LTX-2.3 ComfyUI workflows (and Comfy-Org's LTX-2.3 templates): the
+# upscaled latent is re-noised to 0.85 only.  Their ManualSigmas text is "0.85, 0.7250, 0.4219,
+# 0.0": 0.4219 (not 0.421875) is what those workflows run, so it is kept as published.
+DISTILLED_STAGE2_LTX23 = (0.85, 0.725, 0.4219, 0.0)
+DISTILLED_STAGES = {
+    "stage1 (8 steps)": DISTILLED_STAGE1,
+    "stage2 (3 steps)": DISTILLED_STAGE2,
+    "stage2 LTX-2.3 (3 steps from 0.85)": DISTILLED_STAGE2_LTX23,
+}
+
+# LTX-2.5 distilled: the same two lists (8 steps at half resolution without CFG, x2 latent upscale,
+# 3 steps from 0.909375), as diffusers 0.42.1 ships them (``pipelines/ltx2/utils.py``, without the
+# final 0 its scheduler appends).  Named per version so a 2.5 workflow never depends on 2.3's.
+LTX25_DISTILLED_STAGE1 = DISTILLED_STAGE1
+LTX25_DISTILLED_STAGE2 = DISTILLED_STAGE2
+DISTILLED_BY_VERSION = {
+    "2.0": DISTILLED_STAGES,
+    "2.3": DISTILLED_STAGES,
+    "2.5": {"stage1 (8 steps)": LTX25_DISTILLED_STAGE1, "stage2 (3 steps)": LTX25_DISTILLED_STAGE2},
+}
+LTX25_IMAGE_CRF = 18  # H.264 CRF of i2v conditioning images for 2.5 (33 before); diffusers LTX2_5_IMAGE_CRF
+LTX25_FRAME_RATE = 24.0  # the 2.5 pipelines' default frame rate (also the duration head's)
 
 
 def token_count(latent_shape: Sequence[int]) -> int:
@@ -89,11 +112,17 @@ def ltx2_sigmas(
     return sigmas.to(torch.float32)
 
 
-def distilled_sigmas(stage: str) -> torch.Tensor:
-    """The distilled model's fixed schedule for ``stage`` (a key of ``DISTILLED_STAGES``)."""
-    if stage not in DISTILLED_STAGES:
-        raise ValueError(f"unknown distilled stage {stage!r}; expected one of {list(DISTILLED_STAGES)}")
-    return torch.tensor(DISTILLED_STAGES[stage], dtype=torch.float32)
+def distilled_sigmas(stage: str, version: str | None = None) -> torch.Tensor:
+    """The distilled model's fixed schedule for ``stage`` (a key of ``DISTILLED_STAGES``).
+
+    ``version`` ("2.0", "2.3", "2.5"; default: the 2.3 lists) picks the model family's lists.
+    """
+    stages = DISTILLED_STAGES if version is None else DISTILLED_BY_VERSION.get(version)
+    if stages is None:
+        raise ValueError(f"unknown model version {version!r}; expected one of {list(DISTILLED_BY_VERSION)}")
+    if stage not in stages:
+        raise ValueError(f"unknown distilled stage {stage!r}; expected one of {list(stages)}")
+    return torch.tensor(stages[stage], dtype=torch.float32)
 
 
 _SPLIT = re.compile(r"[,\s]+")

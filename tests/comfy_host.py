@@ -7,6 +7,11 @@ points the model folders the pack reads at temp dirs that tests can fill.
 ``--database-url sqlite:///:memory:`` and ``PYTHONDONTWRITEBYTECODE=1`` keep the
 ComfyUI tree free of writes.
 
+With ``network_guard=True`` (the test session's server) the server runs behind a network guard
+(``tests/netguard_site/sitecustomize.py``): any attempt to reach a host other than loopback is
+refused and logged, and ``network_attempts()`` returns what was tried.  ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` are removed from its
+environment, so nothing passes only because a library was told to stay offline.
+
 Only the standard library is used to talk to the server.
 """
 
@@ -33,6 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Folder name of the pack inside custom_nodes/ (what a `git clone` would create).
 PACK_DIR_NAME = "ComfyUI-OpenLTX"
+
+# sitecustomize.py that refuses and logs non-loopback connections (see its docstring).
+NETGUARD_DIR = Path(__file__).resolve().parent / "netguard_site"
+# Offline switches of Hugging Face libraries, removed from the server's environment.
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DIFFUSERS_OFFLINE")
 
 # The node whose presence in /object_info says "the pack has loaded".
 READY_NODE = "OpenLTXEmptyLatent"
@@ -94,6 +104,7 @@ class ComfyServer:
         base_dir: Path | None = None,
         ready_node: str = READY_NODE,
         extra_args: tuple[str, ...] = (),
+        network_guard: bool = False,
     ) -> None:
         self.comfy_path = Path(comfy_path).resolve()
         self.pack_root = Path(pack_root).resolve()
@@ -103,12 +114,14 @@ class ComfyServer:
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="openltx-comfy-"))
         self.ready_node = ready_node
         self.extra_args = tuple(extra_args)
+        self.network_guard = network_guard
 
         self.custom_nodes_dir = self.base_dir / "custom_nodes"  # must exist; stays empty
         self.pack_parent_dir = self.base_dir / "packs"          # holds the pack symlink
         self.model_dirs = {name: self.base_dir / "test_models" / name for name in MODEL_FOLDERS}
         self.extra_yaml = self.base_dir / "extra.yaml"
         self.log_path = self.base_dir / "server.log"
+        self.network_log = self.base_dir / "network_attempts.jsonl"
         self.process: subprocess.Popen | None = None
         self._log_file = None
 
@@ -134,6 +147,22 @@ class ComfyServer:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+
+    def network_attempts(self) -> list[dict]:
+        """Connections to non-loopback hosts the server tried (and the guard refused), oldest first."""
+        try:
+            text = self.network_log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def guarded_pids(self) -> set[int]:
+        """Processes that loaded the network guard (the server's pid is among them when it works)."""
+        try:
+            text = Path(str(self.network_log) + ".pids").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return set()
+        return {int(line) for line in text.split()}
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
@@ -211,6 +240,11 @@ class ComfyServer:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("COMFYUI_PATH", None)
+        if self.network_guard:
+            for switch in OFFLINE_SWITCHES:
+                env.pop(switch, None)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD_DIR), env.get("PYTHONPATH", "")) if p)
+            env["OPENLTX_NETGUARD_LOG"] = str(self.network_log)
         self._log_file = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(
             self.command(),

@@ -178,7 +178,9 @@ def comfy_server(comfy_path, tmp_path_factory):
     from comfy_host import ComfyServer
 
     base_dir = tmp_path_factory.mktemp("comfy_server")
-    server = ComfyServer(comfy_path, base_dir=base_dir, python=sys.executable)
+    # network_guard: every prompt of the session runs with non-loopback connections refused and
+    # logged (tests/test_privacy.py checks the log stays empty).
+    server = ComfyServer(comfy_path, base_dir=base_dir, python=sys.executable, network_guard=True)
     try:
         server.start(timeout=float(os.environ.get("OPENLTX_SERVER_TIMEOUT", "120")))
     except RuntimeError as err:

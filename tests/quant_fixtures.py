@@ -16,7 +16,7 @@ PREFIX = "model.diffusion_model."
 
 
 def small_header(heads: int = 2, head_dim: int = 128, audio_head_dim: int = 128, layers: int = 2) -> dict:
-    """The tiny 2.0 header with streams wide enough (256) for 256-value K-quant blocks."""
+    """The tiny 2.0 header (the published key set) with streams wide enough (256) for 256-value K-quant blocks."""
     h = T.tiny_transformer_header("2.0")
     h.update(num_layers=layers, num_attention_heads=heads, attention_head_dim=head_dim,
              audio_num_attention_heads=heads, audio_attention_head_dim=audio_head_dim,
@@ -28,7 +28,7 @@ def small_header(heads: int = 2, head_dim: int = 128, audio_head_dim: int = 128,
 def write_small_checkpoint(path, header: dict | None = None, dtype=torch.bfloat16, seed: int = 0) -> dict:
     """A transformer-only official-layout file with random weights; returns its bare state dict."""
     header = header or small_header()
-    cfg = TransformerConfig.from_header(header)
+    cfg = TransformerConfig.from_header({**header, "audio_in_channels": T.TINY_AUDIO_IN_CHANNELS})
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in LTXAVTransformer(cfg).state_dict().items()}
     g = torch.Generator().manual_seed(seed)

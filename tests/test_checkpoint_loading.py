@@ -283,21 +283,29 @@ def test_unrelated_file(tmp_path):
 
 # ------------------------------------------------------------------------------ header config
 @pytest.mark.parametrize("bare", [False, True])
-def test_header_without_config(tmp_path, bare):
-    tensors = transformer_tensors("2.0")
+def test_2_0_without_config_and_a_head_count_the_tensors_cannot_split(tmp_path, bare):
+    """2.0 tensors give only heads x head dim; without a header the released 32 heads must divide it."""
+    tensors = transformer_tensors("2.0")  # tiny: 2 heads x 8 = 16 wide
     if bare:
         tensors = {k[len(PREFIX) :]: v for k, v in tensors.items()}
-    message = raises(write(tmp_path / "no-config.safetensors", tensors))
-    assert "__metadata__['config']" in message and "header without it" in message
-    assert "rope_type" in message and "num_layers" in message and "official" in message
+    path = write(tmp_path / "no-config.safetensors", tensors)
+    info = C.read_checkpoint(path)  # a file without metadata is fine...
+    assert info.config == {} and not info.has_config and info.version == "2.0"
+    message = _message(C.build_transformer, info)  # ...but nothing states how 16 splits into heads
+    assert str(path) in message and "'num_attention_heads'" in message and "16 wide" in message
+    assert "transformer_blocks.0.attn1.q_norm.weight" in message and "32 heads" in message
 
 
-def test_config_without_transformer_section(tmp_path):
-    config = T.tiny_config("2.0")
+def test_config_without_transformer_section_uses_the_released_values(tmp_path):
+    config = T.tiny_config("2.3")
     del config["transformer"]
-    path = write(tmp_path / "no-section.safetensors", transformer_tensors("2.0"), {"config": json.dumps(config)})
-    message = raises(path)
-    assert "'transformer' section" in message
+    path = write(tmp_path / "no-section.safetensors", transformer_tensors("2.3"), {"config": json.dumps(config)})
+    info = C.read_checkpoint(path)
+    assert info.has_config and info.transformer_header is None
+    cfg = C.transformer_config(info)
+    assert cfg.provenance["rope_type"] == "released default" and cfg.provenance["num_attention_heads"] == "shape"
+    assert cfg == T.tiny_transformer_config("2.3").replace(caption_channels=3840)  # 2.3: not a transformer shape
+    C.build_transformer(info)
 
 
 @pytest.mark.parametrize("model_version", ["2.5.0", "3.0"])
@@ -313,12 +321,18 @@ def test_version_flags_contradict_model_version(tmp_path):
     assert "config/weights mismatch" in message and "cross_attention_adaln" in message
 
 
-def test_numeric_key_removed(tmp_path):
+def test_numeric_key_removed_gets_the_released_value(tmp_path, caplog):
+    """A header without rope_type: the published value (split) stands in, with one warning naming the key."""
     path = write(tmp_path / "no-rope.safetensors", transformer_tensors("2.0"), meta_with("2.0", rope_type=None))
-    info = C.read_checkpoint(path)  # the header is readable...
-    for call in (C.transformer_config, C.build_transformer):  # ...but the model is never guessed
-        message = _message(call, info)
-        assert str(path) in message and "'rope_type'" in message and "never guessed" in message
+    info = C.read_checkpoint(path)
+    with caplog.at_level("WARNING"):
+        cfg = C.transformer_config(info)
+        C.transformer_config(info)  # computed once per file: one line
+    lines = [r.getMessage() for r in caplog.records if "rope_type" in r.getMessage()]
+    assert len(lines) == 1 and str(path) in lines[0] and "'split'" in lines[0]
+    assert cfg.rope_type.value == "split" and cfg.provenance["rope_type"] == "released default"
+    assert cfg.provenance["frequencies_precision"] == "header" and cfg.provenance["num_layers"] == "shape"
+    assert cfg == T.tiny_transformer_config("2.0")
 
 
 def _message(call, arg) -> str:
@@ -347,17 +361,29 @@ def test_extra_key(tmp_path):
 
 
 def test_many_missing_keys_are_summarised(tmp_path):
-    path = write(tmp_path / "short.safetensors", transformer_tensors("2.0"), meta_with("2.0", num_layers=5))
+    tensors = transformer_tensors("2.0")
+    block1 = sorted(k for k in tensors if k.startswith(PREFIX + "transformer_blocks.1."))
+    for key in block1[1:]:  # block 1 still exists (one tensor): the model has 2 layers, most of block 1 is gone
+        del tensors[key]
+    path = write(tmp_path / "short.safetensors", tensors, T.tiny_metadata("2.0"))
     message = _message(C.build_transformer, path)
-    assert "5 layers" in message and "missing key(s)" in message and "more)" in message
+    assert "2 layers" in message and f"{len(block1) - 1} missing key(s)" in message and "more)" in message
 
 
 def test_shape_mismatch(tmp_path):
     tensors = transformer_tensors("2.0")
+    key = PREFIX + "transformer_blocks.1.ff.net.2.weight"
+    tensors[key] = torch.zeros(16, 7)
+    message = _message(C.build_transformer, write(tmp_path / "shape.safetensors", tensors, T.tiny_metadata("2.0")))
+    assert repr(key) in message and "[16, 64]" in message and "[16, 7]" in message
+
+
+def test_header_value_contradicting_a_shape(tmp_path):
+    tensors = transformer_tensors("2.0")
     key = PREFIX + "proj_out.weight"
     tensors[key] = torch.zeros(7, 16)
     message = _message(C.build_transformer, write(tmp_path / "shape.safetensors", tensors, T.tiny_metadata("2.0")))
-    assert repr(key) in message and "[128, 16]" in message and "[7, 16]" in message
+    assert "config.transformer['out_channels'] is 128" in message and repr(key) in message and "[7, 16]" in message
 
 
 def test_fp8_scales_are_named(tmp_path):

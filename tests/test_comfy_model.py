@@ -32,7 +32,7 @@ PREFIX = "model.diffusion_model."
 
 def tiny_transformer(version: str = "2.0", seed: int = 0) -> tuple[TransformerConfig, dict[str, torch.Tensor]]:
     """The tiny checkpoint's transformer: its config and weights under bare keys."""
-    cfg = TransformerConfig.from_header(T.tiny_transformer_header(version))
+    cfg = T.tiny_transformer_config(version)
     sd = T.tiny_state_dict(version, ["transformer"], seed=seed)
     return cfg, {k.removeprefix(PREFIX): v for k, v in sd.items()}
 
@@ -153,6 +153,31 @@ def test_video_only_and_audio_only_latents(setup):
     assert_close(out_v, setup.direct(video, None, sigma, ctx_v, None, 24.0)[0], "video-only")
     assert_close(out_a, setup.direct(None, audio, sigma, None, ctx_a, 24.0)[1], "audio-only")
 
+
+
+def test_one_element_list_returns_a_tensor(setup):
+    # Current ComfyUI (0.20) unpacks a single-shape latent into [tensor] and repacks only lists of
+    # two or more: a one-element list must come back as a tensor (0.3.75 passes the tensor itself).
+    video, _ = setup.latents()
+    ctx_v, _ = setup.contexts()
+    sigma = torch.tensor([0.5, 0.9])
+    with torch.no_grad():
+        out = setup.patcher.model.diffusion_model([video], sigma, context=ctx_v, frame_rate=24.0)
+    assert torch.is_tensor(out), type(out)
+    assert_close(out, setup.direct(video, None, sigma, ctx_v, None, 24.0)[0], "video-only [tensor]")
+
+
+def test_apply_model_video_only_latent_with_its_shape(setup):
+    # What CFGGuider hands the model for a plain (not nested) latent: latent_shapes = [shape].
+    model = setup.patcher.model
+    video, _ = setup.latents()
+    ctx_v, _ = setup.contexts()
+    sigma = torch.tensor([0.8, 0.35])
+    kwargs = _model_conds(model, ctx_v, video, [video.shape], frame_rate=24.0)
+    with torch.no_grad():
+        x0 = model.apply_model(video, sigma, c_crossattn=kwargs.pop("c_crossattn"), **kwargs)
+    ref_v, _ = setup.direct(video, None, sigma, ctx_v, None, 24.0)
+    assert_close(x0, video - sigma.view(-1, 1, 1, 1, 1) * ref_v, "x0 (video only)")
 
 def test_token_denoise_mask_hook(setup):
     video, audio = setup.latents(batch=1)

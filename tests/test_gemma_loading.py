@@ -37,6 +37,15 @@ def files(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def fp4(tmp_path_factory):
+    """A tiny Gemma with widths that are multiples of 16 (as Gemma 3's are) in the fp4_mixed layout."""
+    root = tmp_path_factory.mktemp("gemma_fp4")
+    model = tg.tiny_text_model(seed=3, **tg.TINY16)
+    path = tg.write_comfy_file(model, root / "gemma_tiny_fp4_mixed.safetensors", quant="fp4_mixed")
+    return {"model": model, "path": path, "dense": tg.dequantized_fp4_mixed_model(model)}
+
+
 def reference_states(model, tokenizer, text):
     ids, mask = tokenizer.tokenize(text)
     with torch.no_grad():
@@ -89,13 +98,73 @@ def test_layouts_give_the_transformers_hidden_states(files, layout):
 
 def test_fp8_scaled_file_is_dequantized_per_layer(files):
     source = inspect_gemma(files["fp8"])
-    assert source.is_fp8 and len(source.scales) == 2 * 7
+    assert source.is_fp8 and source.formats == {"dense": 2 + 6 * 2, "fp8": 2 * 7}
     enc = GemmaEncoder(source, dtype=torch.float32)
     states, _ = enc.encode(PROMPTS[0])
     assert enc.weights["layers.0.self_attn.q_proj.weight"].data.dtype == torch.float8_e4m3fn  # kept as fp8 in RAM
     ref = reference_states(tg.dequantized_fp8_model(files["model"]), enc.tokenizer, PROMPTS[0])
     for a, b in zip(states, ref):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_fp4_mixed_file_equals_the_dequantized_dense_model(fp4):
+    """NVFP4 + fp8 layers with .comfy_quant markers; weights stay 4-bit in RAM, dequantized per layer."""
+    source = inspect_gemma(fp4["path"])
+    assert source.formats == {"dense": 2 + 6 * 2, "nvfp4": 2 * 7 - 2, "fp8": 2}
+    assert source.hidden_size == 16 and source.config["num_key_value_heads"] == 1
+    assert source.embedded_tokenizer is not None  # the spiece_model tensor
+    enc = GemmaEncoder(source, dtype=torch.float32)
+    states, mask = enc.encode(PROMPTS[0])
+    q = enc.weights["layers.0.self_attn.q_proj.weight"]
+    assert q.data.dtype == torch.uint8 and q.data.shape == (32, 8) and q.nbytes(torch.float32) == 32 * 16 * 4
+    assert enc.weights["layers.0.self_attn.v_proj.weight"].data.dtype == torch.float8_e4m3fn
+    ref = reference_states(fp4["dense"], enc.tokenizer, PROMPTS[0])
+    errors = [((a - b).abs().max() / b.abs().max()).item() for a, b in zip(states, ref)]
+    assert max(errors) <= 1e-6, errors
+    # and it is not the unquantized model: 4-bit rounding shows
+    raw = reference_states(fp4["model"], enc.tokenizer, PROMPTS[0])
+    assert (states[-1] - raw[-1]).abs().max() > 1e-3
+
+
+def test_fp4_mixed_streams_like_it_runs_resident(fp4):
+    source = inspect_gemma(fp4["path"])
+    resident = GemmaEncoder(source, dtype=torch.float32)
+    states, _ = resident.encode(PROMPTS[1])
+    budget = resident.units[-1].nbytes + 2 * resident.units[1].nbytes
+    streamed = GemmaEncoder(source, dtype=torch.float32, budget_bytes=budget)
+    states2, _ = streamed.encode(PROMPTS[1])
+    assert [u.resident for u in streamed.units] == [False, False, False, True]
+    assert all(torch.equal(a, b) for a, b in zip(states, states2)) and streamed.peak_bytes <= budget
+
+
+def _edit_file(src, dst, edit):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    edit(sd)
+    save_file(sd, str(dst))
+    return dst
+
+
+def test_quantized_layers_that_cannot_be_read_are_clear_errors(fp4, tmp_path):
+    key = "model.layers.1.mlp.gate_proj"
+    int8 = _edit_file(fp4["path"], tmp_path / "int8.safetensors",
+                      lambda sd: sd.update({key + ".comfy_quant": tg._marker("int8_tensorwise")}))  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"layer 'model.layers.1.mlp.gate_proj' is quantized as 'int8_tensorwise'"):
+        inspect_gemma(int8)
+    lost = _edit_file(fp4["path"], tmp_path / "lost.safetensors", lambda sd: sd.pop(key + ".weight_scale_2"))
+    with pytest.raises(CheckpointError, match=r"marked NVFP4, which needs .* '.weight_scale_2'"):
+        inspect_gemma(lost)
+    bare = _edit_file(fp4["path"], tmp_path / "bare.safetensors",
+                      lambda sd: [sd.pop(key + s) for s in (".weight_scale_2", ".weight_scale", ".comfy_quant")])  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"U8 weight without a quantization format"):
+        inspect_gemma(bare)
+    stray = _edit_file(fp4["path"], tmp_path / "stray.safetensors",
+                       lambda sd: sd.update({"model.layers.0.mlp.nothing.weight_scale": torch.ones(())}))  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"scales without a weight: 'layers.0.mlp.nothing.weight_scale'"):
+        inspect_gemma(stray)
 
 
 # --- device modes ---------------------------------------------------------------------------
@@ -194,10 +263,11 @@ def test_non_gemma_files_are_clear_errors(tmp_path, repo_root):
 
 # --- transformers 5.x -------------------------------------------------------------------------
 
-def test_pack_runs_on_transformers_5(files, tmp_path):
+def test_pack_runs_on_transformers_5(files, fp4, tmp_path):
     """The same loader under transformers 5.x (installed into .venv/transformers5 by make setup)."""
     if not (TRANSFORMERS5 / "transformers").is_dir():
         pytest.skip(f"no transformers 5.x at {TRANSFORMERS5} (make setup installs it)")
+    paths = {"hf": str(files["hf"]), "comfy": str(files["comfy"]), "fp8": str(files["fp8"]), "fp4": str(fp4["path"])}
     script = tmp_path / "run5.py"
     script.write_text(
         "import sys, torch, transformers\n"
@@ -206,8 +276,7 @@ def test_pack_runs_on_transformers_5(files, tmp_path):
         "from model_loaders.gemma_loading import inspect_gemma\n"
         "from host.gemma_streaming import GemmaEncoder\n"
         "out = {}\n"
-        f"for name in ('hf', 'comfy', 'fp8'):\n"
-        f"    p = {{'hf': {str(files['hf'])!r}, 'comfy': {str(files['comfy'])!r}, 'fp8': {str(files['fp8'])!r}}}[name]\n"
+        f"for name, p in {paths!r}.items():\n"
         "    enc = GemmaEncoder(inspect_gemma(p), dtype=torch.float32, budget_bytes=(1 if name == 'fp8' else None))\n"
         "    states, mask = enc.encode('a cat walks on the beach at sunset')\n"
         "    out[name] = torch.stack([s[0] for s in states])\n"
@@ -217,7 +286,7 @@ def test_pack_runs_on_transformers_5(files, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = torch.load(tmp_path / "out.pt")
-    for name in ("hf", "comfy", "fp8"):
-        enc = GemmaEncoder(inspect_gemma(files[name]), dtype=torch.float32)
+    for name, path in paths.items():
+        enc = GemmaEncoder(inspect_gemma(path), dtype=torch.float32)
         states, _ = enc.encode("a cat walks on the beach at sunset")
         torch.testing.assert_close(got[name], torch.stack([s[0] for s in states]), rtol=1e-5, atol=1e-5)

@@ -105,7 +105,7 @@ def test_presets_are_the_reference_pipelines_defaults():
     v, a = G.preset("LTX-2.0")
     assert (v.cfg, v.stg, v.stg_blocks, v.rescale, v.modality_scale, v.skip_step) == (3.0, 1.0, (29,), 0.7, 3.0, 0)
     assert (a.cfg, a.stg, a.stg_blocks, a.rescale, a.modality_scale, a.skip_step) == (7.0, 1.0, (29,), 0.7, 3.0, 0)
-    v3, a3 = G.preset("LTX-2.3")
+    v3, a3 = G.preset("LTX-2.3 pipelines")
     assert v3 == G.StreamGuidance(3.0, 1.0, (28,), 0.7, 3.0) and a3 == G.StreamGuidance(7.0, 1.0, (28,), 0.7, 3.0)
     vh, ah = G.preset("LTX-2.3 HQ")
     assert (vh.cfg, vh.stg, vh.rescale, vh.modality_scale) == (3.0, 0.0, 0.45, 3.0)

@@ -207,7 +207,7 @@ def test_validate_inputs_names_only_the_checked_inputs():
     import inspect
 
     params = inspect.signature(OpenLTXEmptyLatent.validate_inputs).parameters
-    assert list(params) == ["width", "height", "frames"]
+    assert list(params) == ["width", "height", "frames", "fps"]  # fps: finite and in range (nodes/validation.py)
 
 
 # --- schema and registration ------------------------------------------------------------------

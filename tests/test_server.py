@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from comfy_host import history_error
+from comfy_host import PACK_DIR_NAME, history_error
 
 pytestmark = pytest.mark.server
 
@@ -21,11 +21,12 @@ EXPECTED_NODES = {
     "OpenLTXCheckpointLoader": ("ckpt_name", "weight_dtype", "quantize", "offload"),
     "OpenLTXVAELoader": ("vae_name", "dtype"),
     "OpenLTXUpscalerLoader": ("upscaler_name", "dtype"),
-    "OpenLTXTextEncoderLoader": ("text_encoder", "ltx_checkpoint", "device", "dtype"),
+    "OpenLTXTextEncoderLoader": ("text_encoder", "ltx_checkpoint", "device", "dtype", "extra_file"),
+    "OpenLTXTextEncoderLora": ("text_encoder", "lora_name", "strength"),
     "OpenLTXTextEncode": ("text_encoder", "prompt", "frame_rate"),
     "OpenLTXSaveConditioning": ("conditioning", "filename_prefix"),
     "OpenLTXLoadConditioning": ("conditioning_file",),
-    "OpenLTXEmptyLatent": ("width", "height", "frames", "fps", "batch_size"),
+    "OpenLTXEmptyLatent": ("width", "height", "frames", "fps", "batch_size", "streams"),
     "OpenLTXLatentUpscale": ("latent", "upscaler", "video_vae"),
     "OpenLTXDecode": ("latent", "video_vae", "audio_vae", "tiling"),
     "OpenLTXEncodeImage": ("image", "video_vae", "crf"),
@@ -54,6 +55,13 @@ EXPECTED_NODES = {
                               "overlap_strength", "adain_factor", "window_prompts"),
     "OpenLTXWindowPrompts": ("text_encoder", "prompts", "frame_rate"),
     "OpenLTXJoinExtension": ("latent", "extension", "keep_latent_frames"),
+    "OpenLTXCompile": ("model", "mode", "dynamic"),
+    "OpenLTXAttention": ("model", "backend"),
+    "OpenLTXQuantMatmul": ("model", "fp8_matmul", "int8_matmul", "gguf_cache_gb"),
+    "OpenLTXEnhancePrompt": ("text_encoder", "prompt", "seed", "max_new_tokens", "system_prompt"),
+    "OpenLTXReferenceAudio": ("model", "positive", "negative", "reference_audio", "audio_vae",
+                              "identity_guidance_scale"),
+    "OpenLTXSaveAudio": ("latent", "audio_vae", "filename_prefix"),
 }
 
 
@@ -114,12 +122,17 @@ def test_object_info_lists_the_pack_nodes(object_info):
     assert not missing, f"nodes missing from /object_info: {missing}"
 
 
-def test_every_pack_node_is_known_and_has_a_help_page(object_info, repo_root):
+def test_every_pack_node_is_known_and_has_a_help_page(comfy_server, object_info, repo_root):
     ours = sorted(k for k in object_info if k.startswith("OpenLTX"))
     unknown = [k for k in ours if k not in EXPECTED_NODES]
     assert not unknown, f"nodes without an entry in EXPECTED_NODES (add their contract): {unknown}"
     no_page = [k for k in ours if not (repo_root / "web" / "docs" / f"{k}.md").is_file()]
     assert not no_page, f"nodes without a web/docs help page: {no_page}"
+    # where the frontends ask first (docs/<NodeId>/<locale>.md), served from the pack's web folder
+    pack = PACK_DIR_NAME
+    for k in ours:
+        res = comfy_server.get(f"/extensions/{pack}/docs/{k}/en.md")
+        assert res.status == 200 and res.body == (repo_root / "web" / "docs" / f"{k}.md").read_bytes(), k
 
 
 @pytest.mark.parametrize("node_id", sorted(EXPECTED_NODES))

@@ -203,7 +203,10 @@ def test_tiny_file_holds_exactly_the_layout(tmp_path):
         dd = config["audio_vae"]["model"]["params"]["ddconfig"]
         assert t["in_channels"] == t["out_channels"] == config["vae"]["latent_channels"] == 128
         assert (dd["z_channels"], dd["mel_bins"] // 4) == (8, 16)
-        assert t["audio_in_channels"] == t["audio_out_channels"] == dd["z_channels"] * dd["mel_bins"] // 4 == dd["ch"]
+        # the published header has no audio_in_channels: the audio input width is only a tensor shape
+        assert "audio_in_channels" not in t
+        audio_in = found["model.diffusion_model.audio_patchify_proj.weight"][1]
+        assert audio_in == t["audio_out_channels"] == dd["z_channels"] * dd["mel_bins"] // 4 == dd["ch"]
         transformer_only = tmp_path / f"tiny-{version}-transformer.safetensors"
         T.write_tiny_checkpoint(transformer_only, version, "transformer")
         assert transformer_only.stat().st_size < 1_000_000

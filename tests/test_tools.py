@@ -95,3 +95,60 @@ def test_inspect_errors(tmp_path, made):
     code, out, err = run_tool("inspect_checkpoint", broken, "--load")
     assert code == 1 and "'proj_out.bias'" in out["load"]["transformer"] and "missing" in out["load"]["transformer"]
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------ layouts and provenance
+LAYOUTS = {
+    # name: (make_tiny_checkpoint args, expected kind, format, has config)
+    "connectors-no-metadata": (("--version", "2.3", "--components", "transformer+connectors", "--prefix",
+                                "diffusion_model.", "--metadata", "none"), "transformer + text connectors",
+                               "safetensors", False),
+    "gguf-config": (("--version", "2.0", "--components", "transformer", "--format", "gguf", "--heads", "32"),
+                    "transformer-only", "gguf", True),
+    "gguf-none": (("--version", "2.0", "--components", "transformer", "--format", "gguf", "--heads", "32",
+                   "--gguf-config", "none"), "transformer-only", "gguf", False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_inspect_reports_kind_and_where_each_value_came_from(tmp_path, name):
+    args, kind, fmt, has_config = LAYOUTS[name]
+    path = tmp_path / (f"{name}.gguf" if fmt == "gguf" else f"{name}.safetensors")
+    code, made, _ = run_tool("make_tiny_checkpoint", *args, "--out", path)
+    assert code == 0 and made["format"] == fmt
+    code, out, err = run_tool("inspect_checkpoint", path, "--load")
+    assert code == 0, out
+    assert (out["kind"], out["format"], out["has_config"]) == (kind, fmt, has_config)
+    assert out["version"] == args[1] and out["version_evidence"]
+    t = out["transformer"]
+    sources = t["sources"]
+    assert sources["num_layers"] == sources["audio_in_channels"] == "shape" and t["values"]["audio_in_channels"] == 128
+    assert "audio_patchify_proj.weight" in t["shape_tensors"]["audio_in_channels"]
+    numeric = "header" if has_config else "released default"
+    assert sources["rope_type"] == sources["norm_eps"] == numeric and t["values"]["rope_type"] == "split"
+    heads = "shape" if args[1] == "2.3" else numeric
+    assert sources["num_attention_heads"] == heads
+    assert out["load"]["transformer"] == "ok"
+    if "text_connectors" in out["components"]:
+        assert "another file" in out["load"]["text_connectors"]
+    assert "Traceback" not in err
+
+
+def test_inspect_names_a_contradicting_header(tmp_path):
+    import json as _json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = tmp_path / "src.safetensors"
+    assert run_tool("make_tiny_checkpoint", "--version", "2.0", "--components", "transformer", "--out", src)[0] == 0
+    with safe_open(str(src), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+    config = _json.loads(meta["config"])
+    config["transformer"]["num_layers"] = 48
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata=dict(meta, config=_json.dumps(config)))
+    code, out, err = run_tool("inspect_checkpoint", edited)
+    assert code == 1 and out["kind"] == "transformer-only" and "Traceback" not in err
+    assert "'num_layers'] is 48" in out["transformer"]["error"]

@@ -16,7 +16,7 @@ from openltx.ltx2 import positions as P
 from openltx.ltx2.config import TransformerConfig
 from openltx.ltx2.inputs import Perturbations, Skip, SkipRule, StreamInput
 from openltx.ltx2.transformer import LTXAVTransformer, velocity_to_x0
-from openltx.model_loaders.tiny_layouts import tiny_transformer_header
+from openltx.model_loaders.tiny_layouts import tiny_transformer_values
 
 TOL = 1e-5
 FPS = 24.0
@@ -28,7 +28,7 @@ def tiny_header(version: str, **over) -> dict:
     The video RoPE gets 16 // 6 = 2 frequencies per axis → 6 angles for 8 slots, so the
     2-angle front pad is exercised exactly as in the real 2046/2048 case.
     """
-    h = tiny_transformer_header(version)
+    h = tiny_transformer_values(version)  # the tiny file's header + audio_in_channels (ltx-core's default, 128)
     h["av_ca_timestep_scale_multiplier"] = 500.0  # ≠ timestep multiplier: catches a swapped factor
     h.update(over)
     return h

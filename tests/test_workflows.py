@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from comfy_host import history_error
+from video_fixtures import is_video_workflow, tiny_prompt_for, write_video_workflow_files
 
 pytestmark = pytest.mark.server
 
@@ -40,10 +41,10 @@ import workflow_ui  # noqa: E402
 
 API_DIR = TESTS_DIR / "workflows_api"
 UI_DIR = REPO_ROOT / "workflows"
-SHIPPED = ("ltx2_t2v", "ltx2_i2v", "ltx2_t2v_two_stage", "ltx2_distilled", "ltx2_first_last_frame",
-           "ltx2_audio_to_video", "ltx2_retake")  # fmt: skip
-# Every workflow file (the video-input ones run end to end in test_workflows_video.py).
-ALL_WORKFLOWS = tuple(sorted(p.stem for p in API_DIR.glob("*.json")))
+SHIPPED = tuple(sorted(p.stem for p in API_DIR.glob("*.json")))  # every API twin (the UI files are checked below)
+# The video-input workflows (input videos, IC-LoRAs, long videos) run end to end in
+# test_workflows_video.py, with their own frame / rate / size expectations.
+VIDEO_WORKFLOWS = tuple(n for n in SHIPPED if is_video_workflow(json.loads((API_DIR / f"{n}.json").read_text("utf-8"))))
 # ComfyUI core nodes the shipped workflows may use (besides OpenLTX*): nothing from other packs.
 CORE_NODES = {"SamplerCustomAdvanced", "RandomNoise", "DisableNoise", "KSamplerSelect", "KSampler", "BasicGuider",
               "CFGGuider", "LoadImage", "Canny", "Note", "MarkdownNote"}  # fmt: skip
@@ -78,18 +79,23 @@ def _write_wav(path: Path, seconds: float, rate: int = 16000) -> None:
         w.writeframes(pcm.tobytes())
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
+def prepare_server(comfy_server):
     """The session server with tiny models in its model folders and the workflows' input files."""
     demo.write_tiny_models(comfy_server.model_dirs)
+    write_video_workflow_files(comfy_server.model_dirs, comfy_server.base_dir / "input")
     inputs = comfy_server.base_dir / "input"
     inputs.mkdir(exist_ok=True)
     _write_png(inputs / "ltx2_first_frame.png", 64, 64, seed=1)
     _write_png(inputs / "ltx2_last_frame.png", 64, 64, seed=2)
     _write_png(inputs / "ltx2_wide.png", 128, 64, seed=3)  # 2:1, not the video's 1:1
-    _write_wav(inputs / "ltx2_sound.wav", seconds=1.0)
+    _write_wav(inputs / "ltx2_sound.wav", seconds=3.0)  # long enough for the audio retake's window [1 s, 2 s)
     _write_wav(inputs / "ltx2_short_sound.wav", seconds=0.1)
     return comfy_server
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    return prepare_server(comfy_server)
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +131,11 @@ def probe_mp4(path: Path) -> dict:
 
 def test_every_shipped_workflow_has_an_api_twin():
     ui = sorted(p.stem for p in UI_DIR.glob("*.json"))
-    api = sorted(p.stem for p in API_DIR.glob("*.json"))
-    assert ui == api, f"workflows/: {ui}, tests/workflows_api/: {api}"
-    assert set(SHIPPED) <= set(ui), f"workflows/: {ui}"
+    assert ui == sorted(SHIPPED), f"workflows/: {ui} vs tests/workflows_api/: {SHIPPED}"
+    assert len(SHIPPED) >= 7
 
 
-@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_ui_workflow_is_its_api_twin(object_info, name):
     ui, api = load_ui(name), load_api(name)
     assert ui["version"] == 0.4 and ui["last_node_id"] == max(n["id"] for n in ui["nodes"])
@@ -149,7 +154,7 @@ def test_ui_workflow_is_its_api_twin(object_info, name):
             assert optional and got["inputs"][key] == workflow_ui.default_of(kind, options), (name, node_id, key)
 
 
-@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_ui_workflow_links_and_notes(name):
     ui = load_ui(name)
     nodes = {n["id"]: n for n in ui["nodes"]}
@@ -193,12 +198,36 @@ def test_shipped_defaults_are_the_reference_ones():
 
 # --- end to end -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", SHIPPED)
+def saved_audio(server, entry: dict) -> list[Path]:
+    out = server.base_dir / "output"
+    return [out / item.get("subfolder", "") / item["filename"] for node in entry.get("outputs", {}).values()
+            for item in node.get("audio", []) if str(item.get("filename", "")).endswith(".flac")]  # fmt: skip
+
+
+def probe_audio(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        assert not container.streams.video and container.streams.audio, f"{path.name}: expected sound only"
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        return {"seconds": samples / stream.rate, "rate": stream.rate}
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n not in VIDEO_WORKFLOWS])
 def test_workflow_runs_end_to_end(server, name):
     prompt = demo.tiny_prompt(load_api(name))
     before = output_files(server)
     entry = server.run_prompt(prompt, timeout=240)
     assert history_error(entry) is None, f"{name} failed:\n{history_error(entry)}\n{server.log_tail(30)}"
+    if any(n["class_type"] == "OpenLTXSaveAudio" for n in prompt.values()):  # text-to-audio, audio retake
+        sounds = saved_audio(server, entry)
+        assert len(sounds) == 1 and sounds[0].is_file(), f"{name}: outputs {entry.get('outputs')}"
+        assert set(sounds) == output_files(server) - before
+        latent = [n["inputs"] for n in prompt.values() if n["class_type"] == "OpenLTXEmptyLatent"]
+        expected = latent[0]["frames"] / latent[0]["fps"] if latent else 3.0  # else: the 3 s input sound
+        assert probe_audio(sounds[0])["seconds"] == pytest.approx(expected, abs=0.1), name
+        return
     videos = saved_mp4s(server, entry)
     assert len(videos) == 1 and videos[0].is_file(), f"{name}: outputs {entry.get('outputs')}"
     assert set(videos) == output_files(server) - before

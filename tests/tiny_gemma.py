@@ -6,8 +6,12 @@
   through transformers, as a Hugging Face Gemma folder has them).
 * ``tiny_text_model(...)``: ``transformers.Gemma3TextModel`` with random weights; default width
   12 and 2 layers = 3 hidden states, what the tiny LTX checkpoints' text projection takes.
-* writers for the three layouts the loader reads: HF folder (``language_model.model.*`` plus a
-  fake vision tower), ComfyUI single file (``model.*``, ``spiece_model``), ComfyUI fp8-scaled.
+* writers for the layouts the loader reads: HF folder (``language_model.model.*`` plus a fake
+  vision tower), ComfyUI single file (``model.*``, ``spiece_model``), ComfyUI fp8-scaled (legacy
+  ``scaled_fp8`` marker), and ComfyUI's ``fp4_mixed`` (per-layer ``.comfy_quant`` markers: NVFP4
+  for most Linears, fp8 + ``weight_scale`` for a few, as ``gemma_3_12B_it_fp4_mixed`` has them).
+  NVFP4 pads to multiples of 16, which Gemma 3's widths always are: ``TINY16`` is a tiny model
+  with such widths for the fp4 files.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ CORPUS = [
 ]  # fmt: skip
 TINY = dict(vocab_size=320, hidden_size=12, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=1, head_dim=8)  # fmt: skip
+TINY16 = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+FP8_IN_FP4_MIXED = ("layers.0.self_attn.v_proj", "layers.1.mlp.down_proj")  # the tiny file's fp8 layers
 FAMILY = dict(rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, rope_scaling={"rope_type": "linear", "factor": 8.0},
               sliding_window=1024, query_pre_attn_scalar=256, rms_norm_eps=1e-6, max_position_embeddings=131072)  # fmt: skip
 
@@ -114,25 +120,81 @@ def write_hf_dir(model, directory: Path, tokenizer: bool = True, shards: int = 2
     return directory
 
 
-def write_comfy_file(model, path: Path, embed_tokenizer: bool = True, fp8: bool = False) -> Path:
-    """ComfyUI single-file layout: ``model.*`` (+ ``spiece_model``); fp8: Linear weights as
-    float8_e4m3fn with a per-tensor ``.scale_weight`` and the ``scaled_fp8`` marker."""
+def _marker(fmt: str) -> torch.Tensor:
+    """A ``.comfy_quant`` tensor: the layer's JSON config as uint8 bytes (ComfyUI's spacing)."""
+    return torch.tensor(list(json.dumps({"format": fmt}).encode("utf-8")), dtype=torch.uint8)
+
+
+def _nvfp4_tensors(prefix: str, w: torch.Tensor) -> dict[str, torch.Tensor]:
+    from openltx.model_loaders.quant import nvfp4
+
+    packed, blocks, scale_2 = nvfp4.quantize(w)
+    return {f"{prefix}.weight": packed, f"{prefix}.weight_scale": blocks, f"{prefix}.weight_scale_2": scale_2,
+            f"{prefix}.comfy_quant": _marker("nvfp4")}  # fmt: skip
+
+
+def _fp8_tensors(prefix: str, w: torch.Tensor, marker: bool) -> dict[str, torch.Tensor]:
+    scale = w.abs().max().float() / 448.0
+    out = {f"{prefix}.weight": (w / scale).to(torch.float8_e4m3fn)}
+    if marker:  # newer "comfy quant" fp8: weight_scale + marker (+ an input scale the loader ignores)
+        out.update({f"{prefix}.weight_scale": scale.reshape(()), f"{prefix}.comfy_quant": _marker("float8_e4m3fn"),
+                    f"{prefix}.input_scale": torch.tensor(0.02)})  # fmt: skip
+    else:  # legacy scaled_fp8
+        out[f"{prefix}.scale_weight"] = scale.reshape(())
+    return out
+
+
+def write_comfy_file(model, path: Path, embed_tokenizer: bool = True, fp8: bool = False, quant: str | None = None,
+                     extra: dict | None = None) -> Path:
+    """ComfyUI single-file layout: ``model.*`` (+ ``spiece_model``, a fake vision tower).
+
+    ``quant``: None (the model's dtype), ``"fp8"`` (``fp8=True``: Linear weights as float8_e4m3fn
+    with a per-tensor ``.scale_weight`` and the ``scaled_fp8`` marker), or ``"fp4_mixed"``
+    (NVFP4 Linears, ``FP8_IN_FP4_MIXED`` as fp8, ``.comfy_quant`` markers).  ``extra``: more
+    tensors stored as given (e.g. an LTX text projection kept in the Gemma file).
+    """  # fmt: skip
+    quant = quant or ("fp8" if fp8 else None)
     sd = {}
     for k, v in model.state_dict().items():
-        if fp8 and k.endswith("_proj.weight"):
-            scale = v.abs().max().float() / 448.0
-            sd[f"model.{k}"] = (v / scale).to(torch.float8_e4m3fn)
-            sd[f"model.{k[: -len('.weight')]}.scale_weight"] = scale.reshape(())
+        layer = k[: -len(".weight")]
+        if quant and k.endswith("_proj.weight"):
+            if quant == "fp8":
+                sd.update(_fp8_tensors(f"model.{layer}", v, marker=False))
+            elif layer in FP8_IN_FP4_MIXED:
+                sd.update(_fp8_tensors(f"model.{layer}", v, marker=True))
+            else:
+                sd.update(_nvfp4_tensors(f"model.{layer}", v))
         else:
             sd[f"model.{k}"] = v.contiguous()
-    if fp8:
+    if quant == "fp8":
         sd["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
     sd.update({k.replace("vision_tower.vision_model.", "vision_model."): v for k, v in _fake_vision().items()})
     if embed_tokenizer:
         sd["spiece_model"] = torch.frombuffer(bytearray(spm_bytes()), dtype=torch.uint8)
+    sd.update(extra or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path))
     return path
+
+
+def dequantized_fp4_mixed_model(model):
+    """``model`` with its Linear weights rounded exactly as ``write_comfy_file(quant="fp4_mixed")`` stores them."""
+    import copy
+
+    from openltx.model_loaders.quant import nvfp4
+
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            layer = name[: -len(".weight")]
+            if not name.endswith("_proj.weight"):
+                continue
+            if layer in FP8_IN_FP4_MIXED:
+                scale = p.abs().max().float() / 448.0
+                p.copy_((p / scale).to(torch.float8_e4m3fn).float() * scale)
+            else:
+                p.copy_(nvfp4.dequantize(*nvfp4.quantize(p), p.shape))
+    return out
 
 
 def dequantized_fp8_model(model):

@@ -5,11 +5,15 @@
 
 fp8: every transformer Linear except Lightricks' high-precision list (embeddings, adaLN,
 projections, caption layers, blocks 0 and 43-47) becomes e4m3 + fp32 ``weight_scale``; all
-other tensors (and components: VAEs, connectors, vocoder) and the header metadata are kept.
+other tensors (and components: VAEs, connectors, vocoder) and the header metadata are kept,
+and the header gains ``_quantization_metadata`` listing the fp8 layers, as in the published
+``ltx-2-19b-dev-fp8.safetensors``.
 GGUF: the transformer only (tensor names = bare keys), the same layers in ``--qtype``
 (Q8_0, Q6_K, Q5_K, Q5_0, Q4_K, Q4_0; a layer whose row length does not fit the block size
 falls back to Q8_0, else BF16), high-precision layers in BF16, 1-D tensors in F32, the header
-config in the KV ``openltx.config``.  Prints one JSON line describing the output.
+config (when the source has one) in the plain string KV ``config`` as community GGUFs carry
+it, ``model_version`` likewise.  Works on any layout the loader reads (with or without header
+metadata).  Prints one JSON line describing the output.
 Memory: the output is built in RAM (about the size of the output file).
 """
 
@@ -29,7 +33,7 @@ import torch  # noqa: E402
 from model_loaders.checkpoint import read_checkpoint  # noqa: E402
 from model_loaders.quant import fp8 as fp8_mod  # noqa: E402
 from model_loaders.quant import gguf_dequant as gd  # noqa: E402
-from model_loaders.quant import gguf_format, kquants  # noqa: E402
+from model_loaders.quant import gguf_format  # noqa: E402
 
 GGUF_QTYPES = {"Q8_0": gd.Q8_0, "Q6_K": gd.Q6_K, "Q5_K": gd.Q5_K, "Q5_0": gd.Q5_0, "Q4_K": gd.Q4_K, "Q4_0": gd.Q4_0,
                "BF16": gd.BF16, "F16": gd.F16}
@@ -61,26 +65,15 @@ def to_fp8(src: str, out: str) -> dict:
             else:
                 tensors[key] = t.contiguous()
     metadata = dict(info.metadata)
+    layers = {k[: -len(".weight_scale")]: {"format": "float8_e4m3fn"} for k in tensors if k.endswith(".weight_scale")}
+    metadata["_quantization_metadata"] = json.dumps({"format_version": "1.0", "layers": layers})
     metadata["openltx_quantization"] = "fp8_scaled (per-tensor e4m3, official LTX-2 layer list)"
     save_file(tensors, out, metadata=metadata)
     return {"quantized_linears": n_q}
 
 
 def _gguf_array(t: torch.Tensor, qtype: int) -> tuple[np.ndarray, int]:
-    import gguf
-
-    x = t.to(torch.float32).numpy()
-    if x.ndim != 2:
-        return x.astype(np.float32), gd.F32
-    block = gd.BLOCK[qtype][0]
-    if x.shape[1] % block:
-        qtype = gd.Q8_0 if qtype not in (gd.BF16, gd.F16) and x.shape[1] % 32 == 0 else gd.BF16
-    name = gd.NAMES[qtype]
-    if name in kquants.QUANTIZERS:
-        return kquants.QUANTIZERS[name](x), qtype
-    if qtype == gd.F16:
-        return x.astype(np.float16), qtype
-    return np.ascontiguousarray(gguf.quants.quantize(x, gguf.GGMLQuantizationType(qtype))), qtype
+    return gguf_format.encode_tensor(t.to(torch.float32).numpy(), qtype)
 
 
 def to_gguf(src: str, out: str, qtype_name: str) -> dict:
@@ -101,7 +94,7 @@ def to_gguf(src: str, out: str, qtype_name: str) -> dict:
             arr, used = _gguf_array(t, want)
             arrays[bare] = (arr, used)
             counts[gd.NAMES[used]] = counts.get(gd.NAMES[used], 0) + 1
-    gguf_format.write_gguf(out, arrays, info.config, model_version=info.metadata.get("model_version"))
+    gguf_format.write_gguf(out, arrays, info.config or None, model_version=info.metadata.get("model_version"))
     return {"tensor_types": counts}
 
 
@@ -112,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qtype", choices=tuple(GGUF_QTYPES), default="Q8_0", help="GGUF type of the quantized Linears")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    info = read_checkpoint(args.src)  # a clear error for files that are not LTX-2 checkpoints
+    if info.format != "safetensors":
+        parser.error(f"{args.src} is a {info.format.upper()} file; convert from the .safetensors checkpoint")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         extra = to_fp8(args.src, args.out) if args.to == "fp8" else to_gguf(args.src, args.out, args.qtype)

@@ -17,9 +17,15 @@ that the whole graph runs.  With ``MODELS_DIR`` (a ComfyUI-style ``models`` fold
 ``checkpoints/``, ``text_encoders/``, ... or one flat folder holding the files) the published files
 are found by their published names (in sub-folders too) and used at the workflow's own settings:
 ``ltx-2-19b-dev.safetensors`` or its fp8 bundle, or the LTX-2.3 22B dev bundles (the guider then
-takes its LTX-2.3 preset); Google's Gemma folder or one of Comfy-Org's single-file Gemmas.  For
-each file it lacks the demo prints one line naming the ``tools/download_models.py`` preset that
-fetches it, and stops before starting anything.
+takes its LTX-2.3 preset); Google's Gemma folder or one of Comfy-Org's single-file Gemmas.
+Without a bundle, the split files stand in, whichever subset of them the folder has: a
+transformer-only file or a GGUF for the checkpoint loader, the video and audio VAE files for the
+VAE loader (``vae_name`` + ``second_vae_name``), and for the text encoder loader a file with the
+text connectors (``ltx_checkpoint``: the bundle, Kijai's 2.3 transformer-only file, a GGUF that
+embeds them) and one with the projection (``extra_file``: Kijai's / unsloth's projection files,
+Kijai's 2.0 connector file).  ``model_loaders/published_files.py`` says which file holds what.
+For each file it lacks the demo prints one line naming the ``tools/download_models.py`` preset
+that fetches it, and stops before starting anything.
 
 ``tiny_prompt`` and ``write_tiny_models`` are also what tests/test_workflows.py runs the shipped
 workflows with.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import functools
 import json
 import os
 import shutil
@@ -53,9 +60,16 @@ TINY_FILES = {
     "gemma-3-12b-it-qat-q4_0-unquantized/": ("text_encoders", "gemma-3-tiny-random/"),
     "ltx-2-spatial-upscaler-x2-1.0.safetensors": ("latent_upscale_models", "ltx-2-tiny-upscaler-x2.safetensors"),
     "ltx-2-19b-distilled-lora-384.safetensors": ("loras", "ltx-2-tiny-lora.safetensors"),
+    # LTX-2.3 (a tiny bundle with the 2.3 layout and header; LoRAs made for its transformer)
+    "ltx-2.3-22b-dev.safetensors": ("checkpoints", "ltx-2.3-tiny-random.safetensors"),
+    "ltx-2.3-22b-distilled-1.1.safetensors": ("checkpoints", "ltx-2.3-tiny-random.safetensors"),
+    "ltx-2.3-22b-distilled-lora-384-1.1.safetensors": ("loras", "ltx-2.3-tiny-lora.safetensors"),
+    "ltx-2.3-id-lora-talkvid-3k.safetensors": ("loras", "ltx-2.3-tiny-id-lora.safetensors"),
+    "ltx-2.3-spatial-upscaler-x2-1.1.safetensors": ("latent_upscale_models", "ltx-2-tiny-upscaler-x2.safetensors"),
 }
 TINY_FRAMES = 9
 TINY_STEPS = 2
+TINY_ENHANCE_TOKENS = 16  # the tiny Gemma's "enhanced prompt" (gibberish: it only has to run)
 
 
 def _repo_imports() -> None:
@@ -69,8 +83,9 @@ def _repo_imports() -> None:
 def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Path]:
     """Tiny random stand-ins of every file in TINY_FILES into ComfyUI model folders.
 
-    The checkpoint is an LTX-2.0 bundle in the official layout (transformer, text connectors,
-    VAEs, vocoder); Gemma is a 2-layer, 12-wide Gemma 3 Hugging Face folder with a tokenizer.
+    The checkpoints are LTX-2.0 and LTX-2.3 bundles in the official layouts (transformer, text
+    connectors, VAEs, vocoder); Gemma is a 2-layer, 12-wide Gemma 3 Hugging Face folder with a
+    tokenizer (both versions' tiny text projections take it).
     """
     _repo_imports()
     from model_loaders.tiny_layouts import write_tiny_checkpoint
@@ -84,8 +99,9 @@ def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Pat
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             continue
+        version = "2.3" if name.startswith("ltx-2.3") else "2.0"
         if folder == "checkpoints":
-            write_tiny_checkpoint(path, "2.0", "all", seed=seed)
+            write_tiny_checkpoint(path, version, "all", seed=seed)
         elif folder == "text_encoders":
             tiny_gemma.write_hf_dir(tiny_gemma.tiny_text_model(seed=seed), path)
         elif folder == "latent_upscale_models":
@@ -93,18 +109,18 @@ def write_tiny_models(model_dirs: dict[str, Path], *, seed: int = 0) -> list[Pat
         elif folder == "loras":
             from model_loaders.lora_file import write_tiny_lora
 
-            write_tiny_lora(path, _tiny_transformer_weights(model_dirs), seed=seed)
+            write_tiny_lora(path, _tiny_transformer_weights(model_dirs, version), seed=seed + ("id-lora" in name))
         written.append(path)
     return written
 
 
-def _tiny_transformer_weights(model_dirs: dict[str, Path]) -> dict:
+def _tiny_transformer_weights(model_dirs: dict[str, Path], version: str = "2.0") -> dict:
     """Bare transformer keys -> tensors of the tiny checkpoint (what the tiny LoRA patches)."""
     from model_loaders import read_checkpoint
     from model_loaders.layouts import TRANSFORMER_PREFIX
     from safetensors.torch import load_file
 
-    folder, name = TINY_FILES["ltx-2-19b-dev.safetensors"]
+    folder, name = TINY_FILES["ltx-2.3-22b-dev.safetensors" if version == "2.3" else "ltx-2-19b-dev.safetensors"]
     path = Path(model_dirs[folder]) / name
     keys = set(read_checkpoint(path).components["transformer"])
     sd = load_file(str(path))
@@ -148,6 +164,8 @@ def tiny_prompt(prompt: dict) -> dict:
             inputs["steps"] = min(inputs["steps"], TINY_STEPS)
         elif kind == "OpenLTXTextEncoderLoader":
             inputs["dtype"] = "fp32"
+        elif kind == "OpenLTXEnhancePrompt":
+            inputs["max_new_tokens"] = min(inputs["max_new_tokens"], TINY_ENHANCE_TOKENS)
         elif kind == "OpenLTXMultimodalGuider":
             for name in ("video_stg_blocks", "audio_stg_blocks"):  # the tiny transformer has 2 blocks
                 if name in inputs:
@@ -161,13 +179,9 @@ FOLDER_ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet",)}  # 
 
 # The published files that can stand in for each file the shipped workflows name, best first
 # (tools/model_catalog.py names them all).  An LTX-2.3 file replaces an LTX-2 one only when every
-# LTX file of the graph comes from 2.3; the guider then takes its LTX-2.3 preset.
+# LTX file of the graph comes from 2.3; the guider then takes its LTX-2.3 preset.  The bundles'
+# stand-ins (the fp8 bundle, the split files) come from published_files (``plan_bundle``).
 ALTERNATIVES = {
-    "ltx-2-19b-dev.safetensors": ("ltx-2-19b-dev.safetensors", "ltx-2-19b-dev-fp8.safetensors",
-                                  "ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-dev-fp8.safetensors"),
-    "ltx-2-19b-distilled.safetensors": ("ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-fp8.safetensors",
-                                        "ltx-2.3-22b-distilled-1.1.safetensors",
-                                        "ltx-2.3-22b-distilled-fp8.safetensors"),
     "ltx-2-19b-distilled-lora-384.safetensors": ("ltx-2-19b-distilled-lora-384.safetensors",
                                                  "ltx-2.3-22b-distilled-lora-384-1.1.safetensors"),
     "ltx-2-spatial-upscaler-x2-1.0.safetensors": ("ltx-2-spatial-upscaler-x2-1.0.safetensors",
@@ -194,6 +208,9 @@ def _catalog():
 
 def family_of(name: str) -> str | None:
     """"2.0" / "2.3" for an LTX file, None for a file both use (Gemma)."""
+    published = _published().BY_NAME.get(name)
+    if published is not None:
+        return published.version
     if name.startswith("ltx-2.3"):
         return "2.3"
     return "2.0" if name.startswith("ltx-2") else None
@@ -270,6 +287,7 @@ def _search(root: Path, name: str) -> list[Path]:
     return hits
 
 
+@functools.lru_cache(maxsize=None)
 def find_published(name: str, models_dir: Path) -> Found:
     """Look for a published file by name in DIR/<folder>/ (and sub-folders), the alias folders, or DIR/."""
     catalog = _catalog()
@@ -302,22 +320,184 @@ def find_published(name: str, models_dir: Path) -> Found:
     return found
 
 
+# The loader inputs an LTX bundle name fills, and the parts each needs (published_files' names).
+ROLES = {
+    ("OpenLTXCheckpointLoader", "ckpt_name"): "transformer",
+    ("OpenLTXVAELoader", "vae_name"): "vae",
+    ("OpenLTXTextEncoderLoader", "ltx_checkpoint"): "text",
+}
+SECOND_INPUT = {"vae": "second_vae_name", "text": "extra_file"}  # the optional input a split part goes to
+NO_FILE = "none"
+CHECKPOINT_FOLDERS = ("checkpoints", "diffusion_models")  # what the text encoder's ltx_checkpoint lists
+
+
+@dataclass
+class SplitPlan:
+    """What stands in for one bundle name: ``inputs`` role -> {"main": ComfyUI name, "second": the file for
+    the role's optional input (SECOND_INPUT)}, or the ``missing`` lines."""
+
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)
+
+
+def _published():
+    return _catalog().published_files
+
+
+def _bundles(family: str, variant: str | None) -> list[str]:
+    pf = _published()
+    return [f.name for f in pf.FILES if set(pf.BUNDLE) <= set(f.holds) and f.version == family and f.variant == variant]
+
+
+def _split_files(part: str, family: str, variant: str | None, first_repo: str | None = None) -> list:
+    """Community files (not bundles) that hold ``part`` for this release and variant, best first
+    (the transformer's own publisher first: its side files fit it)."""
+    pf = _published()
+    files = [f for f in pf.FILES if (part in f.holds or part in f.maybe) and not set(pf.BUNDLE) <= set(f.holds)
+             and f.version == family and f.variant in (None, variant)]  # fmt: skip
+    return sorted(files, key=lambda f: f.repo != first_repo)
+
+
+def _holds_connectors(f, path: Path) -> bool:
+    """Whether a file that may embed the text connectors (a GGUF conversion) does: its header says."""
+    if "text_connectors" in f.holds:
+        return True
+    _repo_imports()
+    from model_loaders.file_header import read_file_header
+
+    try:
+        keys = read_file_header(path).shapes
+    except Exception:  # unreadable: the loader will say why; here it just does not count
+        return False
+    return any("video_embeddings_connector." in k for k in keys)
+
+
+def _full_path(models_dir: Path, found: Found) -> Path:
+    for root in _roots(models_dir, _folder_of(found.name)):
+        if (root / found.comfy_name).is_file():
+            return root / found.comfy_name
+    return models_dir / found.comfy_name
+
+
+def plan_bundle(name: str, roles: set[str], family: str, models_dir: Path) -> SplitPlan:
+    """The files that stand in for the bundle ``name`` in ``roles`` with LTX ``family``'s files.
+
+    A bundle of that release (and variant) first; else the split files the folder has.  When no
+    file of the release is there at all, one line names the bundle; when some split files are,
+    one line per missing part names the split file (of the transformer's publisher first).
+    """
+    pf = _published()
+    variant = pf.BY_NAME[name].variant
+    plan = SplitPlan()
+    bundles = _bundles(family, variant)
+    looked = [find_published(b, models_dir) for b in bundles]
+    bundle = next((f for f in looked if f.comfy_name), None)
+    if bundle is not None:
+        plan.inputs = {role: {"main": bundle.comfy_name} for role in roles}
+        plan.used = [bundle.comfy_name]
+        return plan
+
+    def first(files) -> tuple[object, Found] | None:
+        for f in files:
+            found = find_published(f.name, models_dir)
+            if found.comfy_name:
+                return f, found
+        return None
+
+    split_names = {f.name for f in pf.FILES if f.version == family and not set(pf.BUNDLE) <= set(f.holds)}
+    if not any(find_published(n, models_dir).comfy_name for n in split_names):  # nothing split here: the bundle
+        other = [b for f in FAMILIES if f != family for b in _bundles(f, variant)]
+        plan.missing = _missing_line(looked, bundles + other, models_dir)
+        split = f"{_catalog().preset_for(bundles[0])}-split"
+        if split in _catalog().PRESETS:
+            plan.missing[0] += (f"; or its split files: python tools/download_models.py {split} "
+                                 f"--models-dir {models_dir}")
+        return plan
+
+    def lack(files) -> None:
+        """One line for the first of ``files`` (the others and the bundles would do too)."""
+        options = [f.name for f in files] + bundles
+        plan.missing.extend(_missing_line([find_published(options[0], models_dir)], options, models_dir))
+
+    transformers = _split_files("transformer", family, variant)
+    transformer = first(transformers)
+    repo = transformer[0].repo if transformer else None
+    if "transformer" in roles or "text" in roles:
+        if transformer is None:
+            lack(transformers)
+        else:
+            plan.inputs["transformer"] = {"main": transformer[1].comfy_name}
+    if "vae" in roles:
+        video = first(_split_files("video_vae", family, variant, repo))
+        audio = first(_split_files("audio_vae", family, variant, repo))
+        for part, got in (("video_vae", video), ("audio_vae", audio)):
+            if got is None:
+                lack(_split_files(part, family, variant, repo))
+        if video and audio:
+            plan.inputs["vae"] = {"main": video[1].comfy_name, "second": audio[1].comfy_name}
+    if "text" in roles:
+        # connectors: a checkpoint-folder file that holds them (it goes in ltx_checkpoint)
+        holders = _split_files("text_connectors", family, variant, repo)
+        connectors = None
+        for f in holders:
+            found = find_published(f.name, models_dir)
+            if found.comfy_name and _holds_connectors(f, _full_path(models_dir, found)):
+                connectors = (f, found)
+                break
+        projection = first(_split_files("text_projection", family, variant, repo))
+        if connectors is not None and "text_projection" in connectors[0].holds:
+            projection = connectors  # Kijai's 2.0 connector file holds both
+        if connectors is None:
+            lack([f for f in holders if "text_connectors" in f.holds])
+        if projection is None:
+            lack(_split_files("text_projection", family, variant, repo))
+        if connectors and projection:
+            main, second = connectors, projection
+            if connectors[0].folder not in CHECKPOINT_FOLDERS:  # a text_encoders file: it goes in extra_file
+                main = transformer
+            if main is None:
+                lack(transformers)
+            else:
+                plan.inputs["text"] = {"main": main[1].comfy_name, "second": second[1].comfy_name}
+    if "transformer" not in roles:
+        plan.inputs.pop("transformer", None)
+    plan.missing = list(dict.fromkeys(plan.missing))
+    if not plan.missing:
+        plan.used = list(dict.fromkeys(v for role in plan.inputs.values() for v in role.values()))
+    return plan
+
+
 def locate_real_files(prompt: dict, models_dir: Path) -> tuple[dict, list[str], list[str]]:
     """``(prompt naming the files MODELS_DIR has, [], [their names])``, or ``(prompt, [one line per
     missing file], [])``.
 
     Every published file the prompt names is looked up by its published name, or replaced by an
-    alternative the folder has (ALTERNATIVES: the fp8 bundle, a single-file Gemma, LTX-2.3).  A
-    line names the preset of ``tools/download_models.py`` that fetches the missing file.
+    alternative the folder has (ALTERNATIVES: the fp8 bundle, a single-file Gemma, LTX-2.3; for an
+    LTX bundle also the split files, ``plan_bundle``).  A line names the preset of
+    ``tools/download_models.py`` that fetches the missing file.
     """
     catalog = _catalog()
+    pf = catalog.published_files
     wanted = list(dict.fromkeys(v for n in prompt.values() for v in n["inputs"].values()
                                 if isinstance(v, str) and (v in catalog.FILES or v in catalog.FOLDERS)))  # fmt: skip
+    bundle_names = [w for w in wanted if w in pf.BY_NAME and set(pf.BUNDLE) <= set(pf.BY_NAME[w].holds)]
+    roles: dict[str, set[str]] = {}
+    for node in prompt.values():
+        for (kind, key), role in ROLES.items():
+            value = node["inputs"].get(key)
+            if node["class_type"] == kind and value in bundle_names:
+                roles.setdefault(value, set()).add(role)
     own = family_of(next((w for w in wanted if family_of(w)), "ltx-2")) or "2.0"
     outcomes = []
+    find_published.cache_clear()  # one look per file and call; the folder may have changed since the last
     for family in sorted(FAMILIES, key=lambda f: f != own):
-        chosen, missing = {}, []
+        chosen, plans, missing = {}, {}, []
         for name in wanted:
+            if name in roles:
+                plans[name] = plan_bundle(name, roles[name], family, models_dir)
+                missing.append(plans[name].missing)
+                continue
             options = [c for c in ALTERNATIVES.get(name, (name,)) if family_of(c) in (None, family)]
             looked = [find_published(c, models_dir) for c in options]
             usable = next((f for f in looked if f.comfy_name), None)
@@ -325,20 +505,31 @@ def locate_real_files(prompt: dict, models_dir: Path) -> tuple[dict, list[str], 
                 chosen[name] = usable.comfy_name
             else:
                 missing.append(_missing_line(looked, list(ALTERNATIVES.get(name, (name,))), models_dir))
-        outcomes.append((len(missing), family, chosen, missing))
+        missing = [m for m in missing if m]
+        present = sum(bool(find_published(f.name, models_dir).comfy_name) for f in pf.FILES if f.version == family)
+        outcomes.append(((-present, sum(len(m) for m in missing)), family, chosen, plans, missing))
         if not missing:
             break
-    _, family, chosen, missing = min(outcomes, key=lambda o: o[0])  # ties: the workflow's own family
+    # the release the folder has most files of, then the fewest missing files; ties: the workflow's own
+    _, family, chosen, plans, missing = min(outcomes, key=lambda o: o[0])
     if missing:
-        return prompt, [line for lines in missing for line in lines], []
+        return prompt, list(dict.fromkeys(line for lines in missing for line in lines)), []
     out = copy.deepcopy(prompt)
     for node in out.values():
-        for key, value in node["inputs"].items():
+        inputs = node["inputs"]
+        for (kind, key), role in ROLES.items():
+            if node["class_type"] == kind and inputs.get(key) in plans:
+                got = plans[inputs[key]].inputs[role]
+                inputs[key] = got["main"]
+                if "second" in got:
+                    inputs[SECOND_INPUT[role]] = got["second"]
+        for key, value in inputs.items():
             if isinstance(value, str) and value in chosen:
-                node["inputs"][key] = chosen[value]
-        if node["class_type"] == "OpenLTXMultimodalGuider" and node["inputs"].get("preset") in GUIDER_PRESET.values():
-            node["inputs"]["preset"] = GUIDER_PRESET[family]
-    return out, [], list(chosen.values())
+                inputs[key] = chosen[value]
+        if node["class_type"] == "OpenLTXMultimodalGuider" and inputs.get("preset") in GUIDER_PRESET.values():
+            inputs["preset"] = GUIDER_PRESET[family]
+    used = [n for p in plans.values() for n in p.used] + list(chosen.values())
+    return out, [], list(dict.fromkeys(used))
 
 
 def _missing_line(looked: list[Found], options: list[str], models_dir: Path) -> list[str]:

@@ -15,13 +15,25 @@ the folder ``text_encoders/gemma-3-12b-it-qat-q4_0-unquantized`` so the folder k
 Sizes are only pinned where a public source measured them; the download tool always takes the
 size and sha256 from the Hub itself (a repo can re-upload a file).
 
-Pure data and the standard library only: importing this module needs neither torch nor the Hub.
+Community files (``COMMUNITY_PRESETS``): the split files and GGUF conversions that Kijai, unsloth
+and QuantStack publish, which OpenLTX's loaders also take (a transformer-only file or a GGUF
+in the checkpoint loader, the VAE files in the VAE loader, the text projection / connector
+files as the text encoder loader's extra file).  They are not Lightricks' (or Google's) files,
+nor are Comfy-Org's repackaged Gemma files: a preset that fetches any says so
+(``"community": true`` in ``--list``).  What each published file holds, and its
+repository and folder, is ``model_loaders/published_files.py`` (the table the loaders' messages
+name files from); the community presets are built from it by file name.
+
+Pure data and the standard library only: importing this module needs neither torch nor the Hub
+(``published_files.py`` is loaded by its path, without the ``model_loaders`` package).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 HF = "https://huggingface.co"
 
@@ -29,8 +41,24 @@ LTX2_REPO = "Lightricks/LTX-2"
 LTX23_REPO = "Lightricks/LTX-2.3"
 LTX23_FP8_REPO = "Lightricks/LTX-2.3-fp8"
 COMFY_LTX2_REPO = "Comfy-Org/ltx-2"
+COMFY_LTX23_REPO = "Comfy-Org/ltx-2.3"
 GEMMA_REPO = "google/gemma-3-12b-it-qat-q4_0-unquantized"
 GEMMA_FOLDER = "gemma-3-12b-it-qat-q4_0-unquantized"
+
+
+def _load_published_files():
+    """``model_loaders/published_files.py`` as a module of its own (the package would import torch)."""
+    name = "openltx_published_files"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "model_loaders" / "published_files.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+published_files = _load_published_files()
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,11 @@ class HubFile:
         return self.folder.split("/", 1)[0]
 
     @property
+    def community(self) -> bool:
+        """Published by someone other than the model's authors (Lightricks, Google)."""
+        return self.repo.split("/", 1)[0] not in published_files.OFFICIAL_PUBLISHERS
+
+    @property
     def url(self) -> str:
         """The Hub's resolve URL (what the frontend's missing-model dialog downloads)."""
         return f"{HF}/{self.repo}/resolve/{self.revision}/{self.filename}"
@@ -68,6 +101,11 @@ class Preset:
     name: str
     description: str
     files: tuple[HubFile, ...]
+
+    @property
+    def community(self) -> bool:
+        """Whether it fetches community files (Comfy-Org, Kijai, unsloth, QuantStack), not Lightricks' or Google's."""
+        return any(f.community for f in self.files)
 
 
 def _ltx2(filename: str, folder: str) -> HubFile:
@@ -139,6 +177,9 @@ _PRESETS = (
            (_ltx23("ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models"))),
+    Preset("ltx-2.3-id-lora", "LTX-2.3 ID-LoRA (TalkVid, 3k steps): speaker identity from a reference voice, as "
+           "ComfyUI's LTX-2.3 ID-LoRA template loads it (loras/)",
+           (HubFile(COMFY_LTX23_REPO, "split_files/loras/ltx-2.3-id-lora-talkvid-3k.safetensors", "loras"),)),
     # Gemma 3 12B, the text encoder of both.  Google's repo is gated: accept its licence first.
     Preset("gemma-3-12b-qat", "Gemma 3 12B QAT (unquantized bf16), Google's Hugging Face folder as Lightricks' "
            "reference uses it (text_encoders/gemma-3-12b-it-qat-q4_0-unquantized/; gated: accept the licence)",
@@ -155,25 +196,82 @@ _PRESETS = (
 )
 
 
+def _community(name: str, description: str, *files: str) -> Preset:
+    """A preset of community files, by their names in ``published_files`` (repo, path and folder from there)."""
+    hub = []
+    for file in files:
+        f = published_files.BY_NAME[file]
+        hub.append(HubFile(f.repo, f.path, f.folder))
+    repos = ", ".join(dict.fromkeys(f.repo for f in hub))
+    return Preset(name, f"community files ({repos}): {description}", tuple(hub))
+
+
+_K20_VAE = ("LTX2_video_vae_bf16.safetensors", "LTX2_audio_vae_bf16.safetensors")
+_K23_VAE = ("LTX23_video_vae_bf16.safetensors", "LTX23_audio_vae_bf16.safetensors")
+COMMUNITY_PRESETS = (
+    # LTX-2 19B as Kijai splits it: transformer alone (diffusion_models/), the two VAE files (vae/), the text
+    # projection + connectors (text_encoders/, the text encoder loader's extra_file)
+    _community("ltx-2-dev-transformer-only", "LTX-2 19B dev transformer, bf16 (diffusion_models/)",
+               "ltx-2-19b-dev_transformer_only_bf16.safetensors"),
+    _community("ltx-2-distilled-transformer-only", "LTX-2 19B distilled transformer, bf16 (diffusion_models/)",
+               "ltx-2-19b-distilled_transformer_only_bf16.safetensors"),
+    _community("ltx-2-vae-split", "LTX-2 video VAE and audio VAE + vocoder as two files (vae/)", *_K20_VAE),
+    _community("ltx-2-dev-text-connectors", "LTX-2 19B dev text projection + connectors (text_encoders/)",
+               "ltx-2-19b-embeddings_connector_dev_bf16.safetensors"),
+    _community("ltx-2-distilled-text-connectors", "LTX-2 19B distilled text projection + connectors (text_encoders/)",
+               "ltx-2-19b-embeddings_connector_distill_bf16.safetensors"),
+    _community("ltx-2-dev-split", "LTX-2 19B dev as split files: transformer, VAEs, text projection + connectors",
+               "ltx-2-19b-dev_transformer_only_bf16.safetensors", *_K20_VAE,
+               "ltx-2-19b-embeddings_connector_dev_bf16.safetensors"),
+    _community("ltx-2-dev-gguf", "LTX-2 19B dev transformer, GGUF Q4_K_M (diffusion_models/; the VAEs and text "
+               "connectors come from ltx-2-vae-split and ltx-2-dev-text-connectors)", "ltx-2-19b-dev-Q4_K_M.gguf"),
+    # LTX-2.3 22B as Kijai splits it: transformer with its text connectors, the two VAE files, the projection alone
+    _community("ltx-2.3-dev-transformer-only", "LTX-2.3 22B dev transformer with its text connectors, bf16 "
+               "(diffusion_models/)", "ltx-2.3-22b-dev_transformer_only_bf16.safetensors"),
+    _community("ltx-2.3-distilled-transformer-only", "LTX-2.3 22B distilled 1.1 transformer with its text connectors, "
+               "bf16 (diffusion_models/)", "ltx-2.3-22b-distilled-1.1_transformer_only_bf16.safetensors"),
+    _community("ltx-2.3-vae-split", "LTX-2.3 video VAE and audio VAE + vocoder as two files (vae/)", *_K23_VAE),
+    _community("ltx-2.3-text-projection", "LTX-2.3 text projection (text_encoders/)",
+               "ltx-2.3_text_projection_bf16.safetensors"),
+    _community("ltx-2.3-dev-split", "LTX-2.3 22B dev as split files: transformer with text connectors, VAEs, text "
+               "projection", "ltx-2.3-22b-dev_transformer_only_bf16.safetensors", *_K23_VAE,
+               "ltx-2.3_text_projection_bf16.safetensors"),
+    # LTX-2.3 GGUF conversions; unsloth's come with a VAE pair and the text projection of their own
+    _community("ltx-2.3-dev-gguf", "LTX-2.3 22B dev transformer, GGUF Q4_K_M (diffusion_models/), its video VAE, "
+               "audio VAE and text projection (vae/, text_encoders/)", "ltx-2.3-22b-dev-Q4_K_M.gguf",
+               "ltx-2.3-22b-dev_video_vae.safetensors", "ltx-2.3-22b-dev_audio_vae.safetensors",
+               "ltx-2.3-22b-dev_embeddings_connectors.safetensors"),
+    _community("ltx-2.3-distilled-gguf", "LTX-2.3 22B distilled transformer, GGUF Q4_K_M (diffusion_models/), its "
+               "video VAE, audio VAE and text projection (vae/, text_encoders/)", "ltx-2.3-22b-distilled-Q4_K_M.gguf",
+               "ltx-2.3-22b-distilled_video_vae.safetensors", "ltx-2.3-22b-distilled_audio_vae.safetensors",
+               "ltx-2.3-22b-distilled_embeddings_connectors.safetensors"),
+    _community("ltx-2.3-dev-gguf-quantstack", "LTX-2.3 22B dev transformer, GGUF Q4_K_M (diffusion_models/)",
+               "LTX-2.3-dev-Q4_K_M.gguf"),
+    _community("ltx-2.3-distilled-gguf-quantstack", "LTX-2.3 22B distilled transformer, GGUF Q4_K_M "
+               "(diffusion_models/)", "LTX-2.3-distilled-Q4_K_M.gguf"),
+)  # fmt: skip
+
+
 def _workflows_preset() -> Preset:
     by_name = {f.name: f for p in _PRESETS for f in p.files}
     names = ("ltx-2-19b-dev.safetensors", "ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-lora-384.safetensors",
-             "ltx-2-spatial-upscaler-x2-1.0.safetensors",
-             # video-to-video, IC-LoRA control, temporal upscale (LTX-2.0) and the LTX-2.3 detailer
+             "ltx-2-spatial-upscaler-x2-1.0.safetensors", "ltx-2.3-22b-dev.safetensors",
+             "ltx-2.3-22b-distilled-1.1.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
+             "ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "ltx-2.3-id-lora-talkvid-3k.safetensors",
+             # video-to-video, IC-LoRA control and temporal upscale (LTX-2.0)
              "ltx-2-19b-ic-lora-canny-control.safetensors", "ltx-2-19b-ic-lora-pose-control.safetensors",
-             "ltx-2-19b-ic-lora-detailer.safetensors", "ltx-2-temporal-upscaler-x2-1.0.safetensors",
-             "ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors")  # fmt: skip
-    return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B dev and distilled, "
-                  "the distilled LoRA, the spatial and temporal x2 upscalers, the canny / pose / detailer IC-LoRAs, "
-                  "LTX-2.3 22B dev with its distilled LoRA and Google's Gemma 3 folder",
+             "ltx-2-19b-ic-lora-detailer.safetensors", "ltx-2-temporal-upscaler-x2-1.0.safetensors")  # fmt: skip
+    return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B and LTX-2.3 22B dev "
+                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2 temporal x2 upscaler, the "
+                  "LTX-2 canny / pose / detailer IC-LoRAs, the LTX-2.3 ID-LoRA and Google's Gemma 3 folder",
                   tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (*_PRESETS, _workflows_preset())}
+PRESETS: dict[str, Preset] = {p.name: p for p in (*_PRESETS, *COMMUNITY_PRESETS, _workflows_preset())}
 
 # Every published file by its name in the model folder, and Google's folder by "<name>/" (the
 # way OpenLTX's text-encoder loader lists a Hugging Face folder).
-FILES: dict[str, HubFile] = {f.name: f for p in _PRESETS for f in p.files if f.repo != GEMMA_REPO}
+FILES: dict[str, HubFile] = {f.name: f for p in PRESETS.values() for f in p.files if f.repo != GEMMA_REPO}
 FOLDERS: dict[str, tuple[HubFile, ...]] = {f"{GEMMA_FOLDER}/": GEMMA_FILES}
 
 
@@ -187,8 +285,8 @@ def preset_for(name: str) -> str:
 
 def listing() -> dict:
     """What ``download_models.py --list`` prints: ``{"presets": {name: {description, files}}}``."""
-    return {"presets": {p.name: {"description": p.description, "files": [f.as_listed() for f in p.files]}
-                        for p in PRESETS.values()}}  # fmt: skip
+    return {"presets": {p.name: {"description": p.description, "files": [f.as_listed() for f in p.files],
+                                 "community": p.community} for p in PRESETS.values()}}  # fmt: skip
 
 
 def repo_page(repo: str, endpoint: str = HF) -> str:

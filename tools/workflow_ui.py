@@ -17,13 +17,17 @@ Frontend details the converter reproduces (ComfyUI 0.3.75, frontend 1.2x-1.3x):
 * ``image_upload`` and ``video_upload`` add one widget value (``"image"``), ``audio_upload`` two
   (``None, None``);
 * a widget input fed by a link keeps its widget value and gets a socket ``{"widget": {"name"}}``;
-* optional sockets carry ``"shape": 7``; loaders carry ``properties.models`` download hints;
-* groups: API nodes may name one in ``_meta.group`` (an OpenLTX twin convention; ComfyUI ignores
-  ``_meta``).  Grouped workflows are laid out group by group, left to right, each group a
-  LiteGraph group box around its nodes, the Note above them all (covering none).
+* optional sockets carry ``"shape": 7``; loaders carry ``properties.models`` download hints.
 
 ``ui_to_api`` is the reverse (used by the tests to check a UI file against its API twin).
 Node titles come from an API node's ``_meta.title`` (ComfyUI's own export field).
+
+Layout: nodes are placed in LiteGraph groups by role - Models (loaders), Inputs (images, sounds
+and their encoders), Prompt (text nodes), Sampling (everything between), Output (decode and
+save) - chosen from each node's schema (``group_of``; an API node's ``_meta.group`` overrides
+it).  Groups sit side by side from left to right in that order; inside a group, nodes stand in
+columns by their depth in the graph.  The Note with the description and the model list sits
+above the groups, so it never covers a node.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import json
 import sys
 import urllib.request
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # model_catalog next to this file
@@ -48,13 +51,15 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SEED_CONTROL = "fixed"
 COLUMN_WIDTH = 380  # px between layout columns
 NODE_WIDTH = 330
-NOTE_WIDTH = 420
-NODE_TITLE = 30  # px LiteGraph draws a node's title bar above its pos
-GROUP_PAD = 30  # px between a group's border and its nodes
-GROUP_TITLE = 80  # px from a group's top to its first node's pos (group title + node title)
-GROUP_GAP = 60  # px between groups
-GROUP_COLORS = ("#3f789e", "#8a8", "#b58b2a", "#a1309b", "#88a", "#b06634", "#4e8a8a")
-GROUP_ORDER = ("Models", "Input video", "Prompt", "Conditioning", "Sampling", "Output")  # left to right; others after
+NOTE_WIDTH = 720
+NODE_GAP = 50  # px between nodes stacked in a column (the title bar needs 30 of them)
+TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its pos
+GROUP_PAD = 20
+GROUP_FONT = 24
+GROUP_HEADER = int(GROUP_FONT * 1.4)  # LiteGraph's group title bar
+GROUP_GAP = 60  # px between neighbouring groups
+# Groups in their left-to-right order, with LiteGraph's palette colours.
+GROUPS = {"Models": "#3f789e", "Inputs": "#8A8", "Prompt": "#b58b2a", "Sampling": "#a1309b", "Output": "#88A"}
 # Official files -> (ComfyUI model folder, download URL) come from tools/model_catalog.py, the table
 # the download presets use: a loader naming one gets a properties.models entry (the frontend's
 # missing-model dialog offers the download) and every workflow's Note lists them.  A Hugging Face
@@ -138,35 +143,61 @@ def _sort_key(node_id: str):
     return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
 
 
-def group_of(node: dict) -> str | None:
-    """The group an API node names in ``_meta.group`` (None: ungrouped)."""
-    return (node.get("_meta") or {}).get("group")
+def _note_height(text: str) -> int:
+    """Height of a Note showing ``text`` at NOTE_WIDTH (about 7 px per character, 17 px per line)."""
+    per_line = max(1, (NOTE_WIDTH - 30) // 7)
+    lines = sum(max(1, -(-len(line) // per_line)) for line in text.split("\n"))
+    return 40 + 17 * lines
 
 
-def _layout_groups(prompt: dict, nodes: dict[str, dict], order: list[str], depth: dict[str, int],
-                   top: int) -> list[dict]:  # fmt: skip
-    """Place grouped nodes group by group (left to right: ``GROUP_ORDER``, then other groups in
-    the order they first occur in the flow); inside a group, columns by link depth.  Returns the LiteGraph groups; no-op
-    (``[]``) when no node names a group.  Ungrouped nodes of a grouped prompt form "Other"."""
-    if not any(group_of(n) for n in prompt.values()):
-        return []
-    found = list(dict.fromkeys(group_of(prompt[k]) or "Other" for k in order))
-    names = [g for g in GROUP_ORDER if g in found] + [g for g in found if g not in GROUP_ORDER]
-    groups, x = [], 0
-    for index, name in enumerate(names):
-        members = [k for k in order if (group_of(prompt[k]) or "Other") == name]
-        columns = sorted({depth[k] for k in members})
-        column_y: dict[int, int] = defaultdict(int)
-        for k in members:
-            col = columns.index(depth[k])
-            nodes[k]["pos"] = [x + GROUP_PAD + col * COLUMN_WIDTH, top + GROUP_TITLE + column_y[col]]
-            column_y[col] += nodes[k]["size"][1] + 50 + NODE_TITLE
-        width = 2 * GROUP_PAD + (len(columns) - 1) * COLUMN_WIDTH + NODE_WIDTH
-        height = GROUP_TITLE + max(column_y.values()) - 50 - NODE_TITLE + GROUP_PAD
-        groups.append({"id": index + 1, "title": name, "bounding": [x, top, width, height],
-                       "color": GROUP_COLORS[index % len(GROUP_COLORS)], "font_size": 24, "flags": {}})  # fmt: skip
+def group_of(node: dict, info: dict) -> str:
+    """The layout group of an API node: ``_meta.group`` if set, else its role from the schema."""
+    meta = node.get("_meta") or {}
+    if meta.get("group"):
+        return str(meta["group"])
+    kind, category = node["class_type"], str(info.get("category", ""))
+    if info.get("output_node") or kind in ("OpenLTXDecode",):
+        return "Output"
+    if "Loader" in kind or category.endswith("/loaders") or category == "loaders":
+        return "Models"
+    if category.endswith("/text"):
+        return "Prompt"
+    if kind.startswith(("OpenLTXLoad", "OpenLTXEncode", "Load")) or category.endswith("/audio") or category == "image":
+        return "Inputs"
+    return "Sampling"
+
+
+def _group_order(names) -> list[str]:
+    known = [g for g in GROUPS if g in names]
+    return known + sorted(set(names) - set(GROUPS))
+
+
+def layout(order: list[str], depth: dict[str, int], groups: dict[str, str], heights: dict[str, int],
+           top: int) -> tuple[dict[str, list[int]], list[dict]]:
+    """Positions ``{node_id: [x, y]}`` and LiteGraph groups for nodes of the given heights.
+
+    Groups stand side by side (``GROUPS`` order) from ``x = 0``, their title bars at ``top``;
+    inside a group, one column per graph depth that occurs in it, nodes stacked by id.
+    """
+    positions: dict[str, list[int]] = {}
+    ui_groups = []
+    x = 0
+    for gid, name in enumerate(_group_order(set(groups.values())), start=1):
+        members = [n for n in order if groups[n] == name]
+        columns = sorted({depth[n] for n in members})
+        y0 = top + GROUP_HEADER + GROUP_PAD + TITLE_HEIGHT
+        bottom = y0
+        for col, d in enumerate(columns):
+            y = y0
+            for n in (m for m in members if depth[m] == d):
+                positions[n] = [x + GROUP_PAD + col * COLUMN_WIDTH, y]
+                y += heights[n] + NODE_GAP
+            bottom = max(bottom, y - NODE_GAP)
+        width = GROUP_PAD * 2 + (len(columns) - 1) * COLUMN_WIDTH + NODE_WIDTH
+        ui_groups.append({"id": gid, "title": name, "bounding": [x, top, width, bottom + GROUP_PAD - top],
+                          "color": GROUPS.get(name, "#444"), "font_size": GROUP_FONT, "flags": {}})  # fmt: skip
         x += width + GROUP_GAP
-    return groups
+    return positions, ui_groups
 
 
 # ----------------------------------------------------------------------------- API -> UI
@@ -219,10 +250,10 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
     order = sorted(prompt, key=lambda k: (depth[k], _sort_key(k)))
     nodes: dict[str, dict] = {}
     links: list[list] = []
-    column_y: dict[int, int] = defaultdict(int)
+    groups: dict[str, str] = {}
     hints = {h["name"]: h for h in model_hints(prompt)}
     note_text = (description.strip() + "\n\n" if description.strip() else "") + model_note(prompt)
-    note_height = 60 + 18 * note_text.count("\n")
+    note_height = _note_height(note_text)
 
     for rank, node_id in enumerate(order):
         node = prompt[node_id]
@@ -250,12 +281,10 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
         names = info.get("output_name") or info.get("output", [])
         outputs = [{"name": n, "type": t, "links": [], "slot_index": i}
                    for i, (n, t) in enumerate(zip(names, info.get("output", [])))]  # fmt: skip
-        col = depth[node_id]
-        if col == 0 and column_y[0] == 0:
-            column_y[0] = note_height + 40  # the Note sits on top of the first column
         height = _height(len(inputs) + len(outputs), widgets)
+        groups[node_id] = group_of(node, info)
         ui_node = {
-            "id": int(node_id), "type": node["class_type"], "pos": [col * COLUMN_WIDTH, column_y[col]],
+            "id": int(node_id), "type": node["class_type"], "pos": [0, 0],
             "size": [NODE_WIDTH, height], "flags": {}, "order": rank, "mode": 0, "inputs": inputs,
             "outputs": outputs, "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets_values,
         }  # fmt: skip
@@ -264,8 +293,13 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
         title = (node.get("_meta") or {}).get("title")
         if title and title != info.get("display_name"):
             ui_node["title"] = title
-        column_y[col] += height + 50
         nodes[node_id] = ui_node
+
+    # The Note on top, the groups below it: nothing overlaps.
+    positions, ui_groups = layout(order, depth, groups, {k: n["size"][1] for k, n in nodes.items()},
+                                  top=note_height + GROUP_GAP)  # fmt: skip
+    for node_id, pos in positions.items():
+        nodes[node_id]["pos"] = pos
 
     # Links, numbered in node order, then filled into both ends.
     for node_id in order:
@@ -284,7 +318,6 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
             if not out["links"]:
                 out["links"] = None
 
-    groups = _layout_groups(prompt, nodes, order, depth, top=note_height + GROUP_GAP)
     note_id = max(int(k) for k in prompt) + 1
     note = {"id": note_id, "type": "Note", "pos": [0, 0], "size": [NOTE_WIDTH, note_height], "flags": {},
             "order": len(order), "mode": 0, "inputs": [], "outputs": [], "properties": {},
@@ -292,7 +325,7 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
     all_nodes = [nodes[k] for k in order] + [note]
     return {
         "id": workflow_id or str(uuid.uuid4()), "revision": 0, "last_node_id": note_id, "last_link_id": len(links),
-        "nodes": all_nodes, "links": links, "groups": groups, "config": {},
+        "nodes": all_nodes, "links": links, "groups": ui_groups, "config": {},
         "extra": {"ds": {"scale": 0.8, "offset": [60, 60]}}, "version": 0.4,
     }  # fmt: skip
 
@@ -309,8 +342,11 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         linked = {s["name"]: link_src[s["link"]] for s in node.get("inputs", []) if s.get("link") is not None}
         values = list(node.get("widgets_values") or [])
         inputs = {}
-        for name, kind, options, _ in input_specs(info):
+        for name, kind, options, optional in input_specs(info):
             if is_widget(kind, options):
+                if not values and optional:  # saved before the node gained this input: the frontend keeps its default
+                    inputs[name] = list(linked[name]) if name in linked else default_of(kind, options)
+                    continue
                 if not values:
                     raise ValueError(f"node {node['id']} ({node['type']}): widgets_values ends before {name!r}")
                 value = values.pop(0)
@@ -321,23 +357,10 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         if values:
             raise ValueError(f"node {node['id']} ({node['type']}): {len(values)} widget values left over: {values}")
         entry = {"class_type": node["type"], "inputs": inputs}
-        meta = {"title": node["title"]} if node.get("title") else {}
-        group = _group_at(workflow.get("groups") or [], node.get("pos") or [0, 0])
-        if group:
-            meta["group"] = group
-        if meta:
-            entry["_meta"] = meta
+        if node.get("title"):
+            entry["_meta"] = {"title": node["title"]}
         prompt[str(node["id"])] = entry
     return prompt
-
-
-def _group_at(groups: list[dict], pos) -> str | None:
-    """The title of the group whose box holds ``pos``."""
-    for group in groups:
-        x, y, w, h = group["bounding"]
-        if x <= pos[0] < x + w and y <= pos[1] < y + h:
-            return group.get("title")
-    return None
 
 
 # ----------------------------------------------------------------------------- object_info sources

@@ -10,7 +10,9 @@ Formats (detected from the file, never chosen by the user):
 ``comfy_quant``    newer ComfyUI mixed precision: header ``_quantization_metadata`` =
                    ``{"format_version": ..., "layers": {layer: {"format": "float8_e4m3fn"}}}``
                    and/or per-layer ``<layer>.comfy_quant`` uint8 tensors holding that JSON;
-                   tensors ``weight_scale`` / ``input_scale`` as in ``fp8_scaled``.
+                   tensors ``weight_scale`` / ``input_scale`` as in ``fp8_scaled``.  Layers may
+                   also be ``"nvfp4"`` (``nvfp4.py``: uint8 weight, e4m3 block scales,
+                   ``weight_scale_2``); the Gemma loader reads those, the transformer not yet.
 ``gguf``           GGUF (``gguf_format``).
 
 Every format is normalised to one state dict of bare keys: quantized Linears carry
@@ -27,9 +29,11 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
+from ..config_sources import listing
 from ..safetensors_file import TORCH_DTYPES, CheckpointError
 from . import fp8 as fp8_mod
 from . import int8 as int8_mod
+from . import int8_convrot
 
 QUANTIZE_OPTIONS = {"none": None, "fp8 (per-tensor scaled)": "fp8", "int8 (per-channel)": "int8"}
 COMFY_FP8_FORMATS = {"float8_e4m3fn": torch.float8_e4m3fn, "float8_e5m2": torch.float8_e5m2}
@@ -42,8 +46,7 @@ def _fail(path, message: str) -> CheckpointError:
 
 
 def _listing(keys) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:_SHOW]) + (f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else "")
+    return listing(keys, _SHOW, quote=False)
 
 
 def is_gguf(path) -> bool:
@@ -87,27 +90,67 @@ def normalise_key(key: str, fmt: str) -> str | None:
     return key
 
 
-def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
-    """Layer (bare) -> per-layer config of a ``comfy_quant`` file; unsupported formats raise."""
+def parse_layer_config(raw, where: str = "") -> dict:
+    """One layer's comfy_quant config: a ``.comfy_quant`` tensor's bytes (uint8 JSON) or a parsed value.
+
+    ``{"format": "nvfp4"}``; a bare string counts as the format; settings may sit under ``params``.
+    """
+    if isinstance(raw, torch.Tensor):
+        raw = bytes(raw.to(torch.uint8).flatten().tolist())
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = json.loads(bytes(raw).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{where}: the comfy_quant marker is not JSON ({err}); the file is corrupt.") from None
+    if isinstance(raw, str):
+        raw = {"format": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("format"), str):
+        raise CheckpointError(f"{where}: a comfy_quant layer config needs a 'format', found {raw!r}; the file is corrupt.")
+    params = raw.get("params")
+    return {**params, **raw} if isinstance(params, dict) else dict(raw)
+
+
+def layer_formats(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str) -> dict:
+    """Layer (``prefix`` removed) -> comfy_quant config, from the header's ``_quantization_metadata``
+    and the per-layer ``<layer>.comfy_quant`` tensors (the latter win); every format is kept."""
     layers: dict[str, dict] = {}
-    text = metadata.get("_quantization_metadata")
+    text = (metadata or {}).get("_quantization_metadata")
     if text:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise _fail(path, f"the header's _quantization_metadata is not JSON ({err}); the file is malformed.") from None
         if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
             raise _fail(path, "the header's _quantization_metadata has no 'layers' object; the file is malformed.")
         for name, conf in data["layers"].items():
-            conf = {"format": conf} if isinstance(conf, str) else conf
-            layers[name.removeprefix(prefix)] = conf
+            layers[name.removeprefix(prefix)] = parse_layer_config(conf, f"{os.fspath(path)} [{name}]")
     for key, t in marker_tensors.items():
-        layers[key.removeprefix(prefix)[: -len(".comfy_quant")]] = json.loads(bytes(t.tolist()).decode("utf-8"))
-    bad = {k: c.get("format") for k, c in layers.items() if c.get("format") not in COMFY_FP8_FORMATS}
+        layers[key.removeprefix(prefix)[: -len(".comfy_quant")]] = parse_layer_config(t, f"{os.fspath(path)} [{key}]")
+    return layers
+
+
+def comfy_quant_layers(path, metadata: Mapping[str, str], marker_tensors: Mapping[str, torch.Tensor], prefix: str,
+                       accept_int8: bool = False) -> dict:  # fmt: skip
+    """Layer (bare) -> per-layer config of a ``comfy_quant`` transformer; formats other than fp8 raise.
+
+    ``accept_int8``: also accept ``int8_tensorwise`` layers (plain or ConvRot, ``int8_convrot``),
+    for callers that dequantize them with ``int8_convrot``.
+    """
+    layers = layer_formats(path, metadata, marker_tensors, prefix)
+    supported = set(COMFY_FP8_FORMATS) | ({int8_convrot.FORMAT} if accept_int8 else set())
+    bad = {k: c.get("format") for k, c in layers.items() if c.get("format") not in supported}
     if bad:
         shown = ", ".join(f"{k}: {v}" for k, v in list(bad.items())[:_SHOW])
         raise _fail(
             path,
             f"ComfyUI quantization formats this loader does not read: {shown}. Supported: "
-            f"{', '.join(COMFY_FP8_FORMATS)}; use an fp8 or GGUF file, or the bf16 file with the quantize option.",
+            f"{', '.join(sorted(supported))}; use an fp8 or GGUF file, or the bf16 file with the quantize option.",
         )
+    for name, conf in layers.items():
+        try:
+            int8_convrot.layer_config(conf)
+        except ValueError as err:
+            raise _fail(path, f"layer {name!r}: {err}") from None
     return layers
 
 

@@ -1,4 +1,4 @@
-"""FP8 (e4m3) per-tensor scaled weights: quantize, dequantize, scaled-mm, the bf16 layer list.
+"""FP8 (e4m3) per-tensor scaled weights: quantize, dequantize, the bf16 layer list.
 
 Official LTX-2 fp8 layout (LTX2_SPEC 2.4): per quantized Linear ``weight`` float8_e4m3fn
 ``[out, in]``, ``weight_scale`` fp32 scalar (``W = W_fp8 * weight_scale``), optionally
@@ -8,7 +8,6 @@ adaLN, projection and caption layers and whole blocks 0 and 43-47 stay bf16.
 
 from __future__ import annotations
 
-import functools
 import re
 
 import torch
@@ -48,48 +47,11 @@ def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) ->
     return weight.to(dtype) * scale.to(device=weight.device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=None)
-def _capability_ok(index: int) -> bool:
-    return torch.cuda.get_device_capability(index) >= (8, 9)
-
-
 def scaled_mm_available(device: torch.device) -> bool:
-    """FP8 tensor cores: CUDA compute capability >= 8.9 (Ada, Hopper, Blackwell) and ``_scaled_mm``."""
-    if device.type != "cuda" or not hasattr(torch, "_scaled_mm"):
-        return False
-    return _capability_ok(device.index if device.index is not None else torch.cuda.current_device())
+    """FP8 tensor cores: CUDA compute capability >= 8.9 (Ada, Hopper, Blackwell) and ``_scaled_mm``.
 
-
-def scaled_mm_linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    weight_scale: torch.Tensor,
-    input_scale: torch.Tensor | None,
-    bias: torch.Tensor | None,
-) -> torch.Tensor | None:
-    """``x @ (W_fp8 * s_w).T + b`` as an FP8 x FP8 GEMM, or ``None`` when shapes do not fit.
-
-    ``x`` is ``[..., in]`` bf16/fp16; activations are quantized with ``input_scale`` when the
-    file has one (clamped to the fp8 range), else with a dynamic per-tensor ``amax / 448``.
+    The FP8 x FP8 kernel itself lives in ``matmul.fp8_linear``.
     """
-    out_f, in_f = weight.shape
-    if x.dtype not in (torch.bfloat16, torch.float16) or in_f % 16 or out_f % 16:
-        return None
-    x2 = x.reshape(-1, in_f)
-    if input_scale is None:
-        s_in = (x2.abs().amax().float() / FP8_MAX).clamp(min=1e-12)
-    else:
-        s_in = input_scale.to(device=x.device, dtype=torch.float32)
-    xq = (x2 / s_in.to(x2.dtype)).clamp(-FP8_MAX, FP8_MAX).to(FP8)
-    rows = xq.shape[0]
-    if rows % 16:  # some torch/cuBLASLt versions want every GEMM dim divisible by 16
-        xq = torch.nn.functional.pad(xq.view(torch.uint8), (0, 0, 0, 16 - rows % 16)).view(FP8)
-    out = torch._scaled_mm(
-        xq,
-        weight.t(),  # [in, out] column-major view of the row-major weight, as cuBLASLt wants
-        scale_a=s_in.reshape(()),
-        scale_b=weight_scale.to(device=x.device, dtype=torch.float32).reshape(()),
-        bias=None if bias is None else bias.to(x.dtype),
-        out_dtype=x.dtype,
-    )
-    return out[:rows].reshape(*x.shape[:-1], out_f)
+    from .matmul import fp8_kernel_available
+
+    return fp8_kernel_available(device)

@@ -1,4 +1,7 @@
-"""INT8 weights with one fp32 scale per output channel (symmetric, ``W = q * scale[:, None]``)."""
+"""INT8 weights with one fp32 scale per output channel (symmetric, ``W = q * scale[:, None]``).
+
+A scalar scale (ComfyUI's ``int8_tensorwise``) works too: scales are broadcast as ``(out, 1)``.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,9 @@ def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def requantize(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Float weight -> int8 under the existing per-row scales (clamped)."""
-    s = scale.to(device=weight.device, dtype=torch.float32)[:, None]
+    s = scale.to(device=weight.device, dtype=torch.float32).reshape(-1, 1)
     return torch.round(weight.to(torch.float32) / s).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
 
 
 def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return weight.to(dtype) * scale.to(device=weight.device, dtype=dtype)[:, None]
+    return weight.to(dtype) * scale.to(device=weight.device, dtype=dtype).reshape(-1, 1)

@@ -9,7 +9,8 @@ weight     extra tensors                                 dequantized weight ``[o
 =========  ===========================================  ==========================================
 fp8 e4m3   ``weight_scale`` () [+ ``input_scale`` ()]    ``W_fp8 * weight_scale``; on CUDA >= 8.9 an
                                                          FP8 x FP8 ``torch._scaled_mm`` instead
-int8       ``weight_scale`` (out,)                       ``q * weight_scale[:, None]``
+int8       ``weight_scale`` (out,) or ()                 ``q * weight_scale``; on CUDA an INT8 x INT8
+                                                         ``torch._int_mm`` instead
 uint8      (GGUF bytes ``(out, row_bytes)``)             torch block dequantizer (``gguf_dequant``)
 float      —                                             the weight itself (plain comfy behaviour)
 =========  ===========================================  ==========================================
@@ -19,8 +20,18 @@ float32 copy of it) into the real float weight, ``calculate_weight`` adds the pa
 ``set_weight`` stores the sum back — requantized under the layer's existing scale for fp8 /
 int8 (memory stays 1 byte per weight; the scale is not a patched key, so unpatching restores
 the original exactly), kept dense in ``dense_dtype`` for GGUF layers (a K-quant re-fit per
-patch would be slow and lossy).  In ComfyUI's low-VRAM path the same functions run per call
-through ``weight_function`` (``LowVramPatch``), which receives the raw weight.
+patch would be slow and lossy).
+
+In ComfyUI's low-VRAM path the patches are applied per call through the layer's
+``weight_function`` list (``LowVramPatch``).  Its convention changed between hosts: 0.3.75
+hands it the stored weight and converts / stores back through ``convert_weight`` /
+``set_weight``; current ComfyUI hands it the dequantized float weight and ignores both.  So
+``forward`` dequantizes first and applies a ``LowVramPatch``'s patches to the float weight itself
+(``comfy.lora.calculate_weight`` on ``patches[key]``, the same on every host); any other weight
+function gets the float weight, as core's own layers give it on both hosts.
+
+Quantized kernels (fp8 ``_scaled_mm``, int8 ``_int_mm``) and the GGUF dequantized-weight cache
+live in ``matmul.py``; ``forward`` tries them first and dequantizes when none applies.
 """
 
 from __future__ import annotations
@@ -33,14 +44,9 @@ import torch.nn.functional as F
 from . import fp8 as fp8_mod
 from . import gguf_dequant as gd
 from . import int8 as int8_mod
+from . import matmul as qmm
 
 _FP8_TYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-
-
-def _log_once(message: str) -> None:
-    import logging
-
-    logging.getLogger(__name__).warning(message)
 
 
 def _run_every_op():
@@ -51,6 +57,41 @@ def _run_every_op():
             comfy.ops.run_every_op()
     except ImportError:
         pass
+
+
+def _low_vram_patch_class():
+    try:
+        import comfy.model_patcher
+
+        return getattr(comfy.model_patcher, "LowVramPatch", None)
+    except ImportError:  # outside ComfyUI (tools, benchmarks): there are no such patches
+        return None
+
+
+def _calculate_weight():
+    try:
+        from comfy.lora import calculate_weight
+    except ImportError:  # only reached with a LowVramPatch, i.e. inside ComfyUI
+        raise RuntimeError("a ComfyUI LowVramPatch without comfy.lora") from None
+    return calculate_weight
+
+
+def apply_weight_function(fn, weight: torch.Tensor) -> torch.Tensor:
+    """One entry of a layer's ``weight_function`` / ``bias_function`` on the float ``weight``.
+
+    A ``LowVramPatch`` (ComfyUI's per-call LoRA patch) is not called: its own ``__call__``
+    expects the stored weight on ComfyUI 0.3.75 and the float weight on current ComfyUI.  Its
+    patches (``patches[key]``, or the prefetched ``prepared_patches`` of current ComfyUI) are
+    added here with ``comfy.lora.calculate_weight`` in float32.  Anything else is called with
+    the float weight.
+    """
+    patch_class = _low_vram_patch_class()
+    if patch_class is None or not isinstance(fn, patch_class):
+        return fn(weight)
+    prepared = getattr(fn, "prepared_patches", None)
+    patches = prepared if prepared is not None else fn.patches[fn.key]
+    out = _calculate_weight()(patches, weight.to(torch.float32), fn.key, intermediate_dtype=torch.float32)
+    return out.to(weight.dtype)
 
 
 def quantized_operations(
@@ -150,8 +191,8 @@ def quantized_operations(
                 return gd.dequantize(raw, self.gguf_qtype, self.gguf_shape)
             if kind == "fp8":
                 return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)
-            if kind == "int8":
-                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32)[:, None]
+            if kind == "int8":  # per-channel (out,) or tensorwise () scale
+                return weight.to(torch.float32) * self.weight_scale.to(device=weight.device, dtype=torch.float32).reshape(-1, 1)
             return weight
 
         def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
@@ -179,20 +220,15 @@ def quantized_operations(
             bias = None if self.bias is None else self.bias.to(device=device, dtype=dtype, non_blocking=True)
             weight_fns = getattr(self, "weight_function", ())  # absent on plain torch layers
             for f in getattr(self, "bias_function", ()):
-                bias = f(bias)
-            if not weight_fns and raw.dtype == torch.float8_e4m3fn and self._scaled_mm:
-                if fp8_mod.scaled_mm_available(device):
-                    try:
-                        out = fp8_mod.scaled_mm_linear(input, raw, self.weight_scale, self.input_scale, bias)
-                    except RuntimeError as err:  # an unsupported shape/layout on this torch: dequantize instead
-                        _log_once(f"OpenLTX: torch._scaled_mm failed ({err}); fp8 layers fall back to bf16 matmuls")
-                        type(self)._scaled_mm = False
-                        out = None
-                    if out is not None:
-                        return out
+                bias = apply_weight_function(f, bias)
+            if not weight_fns:  # quantized kernels / GGUF cache (matmul.py); per-call patches need the dequant path
+                out = qmm.quantized_linear(self, input, raw, bias)
+                if out is not None:
+                    return out
+            weight = self._dequant(raw, dtype)
             for f in weight_fns:
-                raw = f(raw)
-            return F.linear(input, self._dequant(raw, dtype), bias)
+                weight = apply_weight_function(f, weight)
+            return F.linear(input, weight, bias)
 
     class QuantOps(base):
         Linear = QuantLinear
