@@ -10,6 +10,13 @@ Resizing follows ltx-pipelines' ``resize_and_center_crop`` (the reference's vide
 conditioning): scale to *cover* the target (``ceil`` of the scaled sides), bilinear without
 antialiasing, then crop the centre.
 
+Memory is bounded whatever the file claims: frames larger than ``MAX_SOURCE_PIXELS`` are refused
+before they are converted, the output (frames x height x width x 3) may not exceed
+``MAX_VIDEO_VALUES`` float32 values (checked before decoding), and the sound of the range at most
+``MAX_AUDIO_VALUES``.  Files open through ``containers.open_media`` (local file, ordinary
+demuxers only: a "video" that is a concat list or a playlist reads nothing else).  ``interrupt``
+is called between decoded frames / packets; whatever it raises propagates unchanged.
+
 Every failure is a ``VideoFileError`` (a ``ValueError``) naming the file, what was expected
 and what was found.
 """
@@ -26,11 +33,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio_file import VIDEO_EXTENSIONS
+from .audio_file import MAX_AUDIO_VALUES, VIDEO_EXTENSIONS
+from .containers import open_media
 
 RESIZE_BATCH = 16  # frames resized at once (bounds the memory of the source-size copies)
 AUDIO_SEEK_MARGIN = 0.25  # s decoded before an audio range: AAC / MP3 frames overlap their predecessor
+RESIZE_BATCH_BYTES = 256 << 20  # ... and at most this many bytes of source frames (big frames: fewer at once)
+# One source frame at most 8192 x 8192 (a 16K x 16K stream header in a small file would
+# otherwise decode to 805 MB per frame).
+MAX_SOURCE_PIXELS = 8192 * 8192
+# Output values (frames x H x W x 3, float32) at most: 2^31, 8 GiB -- e.g. 345 frames of
+# 1920 x 1080 or 1165 frames of 1280 x 720.  Longer clips: load them in parts (start_s).
+MAX_VIDEO_VALUES = 1 << 31
 Progress = Callable[[int, int], None] | None
+Interrupt = Callable[[], None] | None
 
 
 class VideoFileError(ValueError):
@@ -71,8 +87,8 @@ def _open(path: str | os.PathLike):
     if os.path.getsize(name) == 0:
         raise VideoFileError(f"{name}: the file is empty (0 bytes); expected a video file ({', '.join(VIDEO_EXTENSIONS)})")
     try:
-        return av.open(name, mode="r")
-    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as err:
+        return open_media(name)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise VideoFileError(
             f"{name}: not a readable video file ({type(err).__name__}: {err}). The file is corrupt or in an unknown "
             "format; re-export it as .mp4 (H.264)."
@@ -147,7 +163,7 @@ class _FrameSink:
     def add(self, rgb: np.ndarray) -> None:
         self.pending.append(rgb)
         self.count += 1
-        if len(self.pending) >= RESIZE_BATCH:
+        if len(self.pending) >= max(1, min(RESIZE_BATCH, RESIZE_BATCH_BYTES // max(1, rgb.nbytes))):
             self.flush()
         if self.progress is not None:
             self.progress(self.count, self.limit)
@@ -177,6 +193,7 @@ def read_frames(
     width: int = 0,
     height: int = 0,
     progress: Progress = None,
+    interrupt: Interrupt = None,
 ) -> VideoClip:
     """Decode at most ``frames`` frames starting at ``start_s`` seconds.
 
@@ -187,28 +204,39 @@ def read_frames(
         width, height: output size (resized to cover, centre-cropped); 0 and 0 keep the file's.
             Giving one of them keeps the aspect ratio.
         progress: ``progress(done, total)`` after every output frame.
+        interrupt: called before every decoded frame (ComfyUI's interrupt check).
     Returns:
         a ``VideoClip``; fewer than ``frames`` frames when the file ends first.
     """
     name = os.fspath(path)
     if frames < 1:
         raise VideoFileError(f"{name}: asked for {frames} frames; ask for at least 1")
-    if start_s < 0 or fps < 0 or width < 0 or height < 0:
-        raise VideoFileError(f"{name}: start_s, fps, width and height must not be negative")
+    if not all(math.isfinite(v) and v >= 0 for v in (start_s, fps, width, height)):
+        raise VideoFileError(f"{name}: start_s, fps, width and height must be finite and not negative")
     container = _open(name)
     try:
         stream = _video_stream(container, name)
         info = _info(container, stream)
+        _check_frame_size(name, info.width, info.height)
         if width and not height:
             height = max(2, round(info.height * width / info.width))
         elif height and not width:
             width = max(2, round(info.width * height / info.height))
+        out_w, out_h = (width, height) if width and height else (info.width, info.height)
+        if frames * out_h * out_w * 3 > MAX_VIDEO_VALUES:
+            fit = max(1, MAX_VIDEO_VALUES // (out_h * out_w * 3))
+            raise VideoFileError(
+                f"{name}: {frames} frames of {out_w}x{out_h} would take {frames * out_h * out_w * 3 * 4 / 2**30:.1f} GiB; "
+                f"LTX-2 Load Video holds at most {MAX_VIDEO_VALUES * 4 / 2**30:.0f} GiB of frames at once ({fit} frames "
+                "at this size). Ask for fewer frames or a smaller width / height, and load longer clips in parts "
+                "(start_s)."
+            )
         if start_s > 0 and info.duration and start_s >= info.duration:
             raise VideoFileError(f"{name}: start_s {start_s:g} s is past the end of the video ({info.duration:.2f} s)")
         sink = _FrameSink(width, height, frames, progress)
         src_fps = info.fps or 24.0
         out_fps = float(fps) if fps else src_fps
-        _decode_range(container, stream, start_s, frames, float(fps), src_fps, sink)
+        _decode_range(container, stream, start_s, frames, float(fps), src_fps, sink, name, interrupt)
     except av.error.FFmpegError as err:
         raise VideoFileError(f"{name}: decoding failed ({type(err).__name__}: {err}); the file is corrupt") from None
     finally:
@@ -221,7 +249,18 @@ def read_frames(
     return VideoClip(out, out_fps, float(start_s), info)
 
 
-def _decode_range(container, stream, start_s: float, limit: int, fps: float, src_fps: float, sink: _FrameSink) -> None:
+def _check_frame_size(name: str, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise VideoFileError(f"{name}: the video stream says its frames are {width}x{height}; the file is corrupt")
+    if width * height > MAX_SOURCE_PIXELS:
+        raise VideoFileError(
+            f"{name}: the video's frames are {width}x{height}; LTX-2 Load Video reads frames of at most "
+            f"{MAX_SOURCE_PIXELS} pixels (8192x8192). Scale the video down first (e.g. ffmpeg -vf scale=1920:-2)."
+        )
+
+
+def _decode_range(container, stream, start_s: float, limit: int, fps: float, src_fps: float, sink: _FrameSink,
+                  name: str = "", interrupt: Interrupt = None) -> None:  # fmt: skip
     """Feed ``sink`` the frames of ``[start_s, ...)`` (resampled to ``fps`` when non-zero)."""
     offset = _stream_start(stream)
     if start_s > 0:
@@ -233,6 +272,9 @@ def _decode_range(container, stream, start_s: float, limit: int, fps: float, src
     prev = prev_t = None
     index = 0
     for frame in container.decode(stream):
+        if interrupt is not None:
+            interrupt()
+        _check_frame_size(name, frame.width, frame.height)  # the header may understate it
         t = (frame.time - offset) if frame.time is not None else index / src_fps
         index += 1
         if targets is None:  # the file's own frames
@@ -254,18 +296,29 @@ def _decode_range(container, stream, start_s: float, limit: int, fps: float, src
 
 
 # ------------------------------------------------------------------------------ sound
-def read_audio(path: str | os.PathLike, start_s: float = 0.0, duration_s: float | None = None) -> tuple[torch.Tensor, int] | None:
+def read_audio(path: str | os.PathLike, start_s: float = 0.0, duration_s: float | None = None, *,
+               max_values: int = MAX_AUDIO_VALUES, interrupt: Interrupt = None) -> tuple[torch.Tensor, int] | None:  # fmt: skip
     """The sound of ``[start_s, start_s + duration_s)`` (to the end when ``None``) of the first
     audio stream: ``(waveform (C, N) float32 in [-1, 1], sample_rate)`` at the file's own rate
     and channels, or ``None`` when the file has no audio stream.  Decoding stops at the end of
-    the range."""
+    the range; more than ``max_values`` decoded values (samples x channels) is an error."""
     name = os.fspath(path)
     container = _open(name)
     try:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        rate = int(stream.codec_context.sample_rate or stream.rate)
+        if stream.codec_context is None:
+            raise VideoFileError(f"{name}: the audio stream's codec is unknown or its header is damaged; re-export "
+                                 "the file as .mp4 (H.264 + AAC)")
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        channels = max(1, int(stream.codec_context.channels or 0))
+        if rate <= 0:
+            raise VideoFileError(f"{name}: the audio stream has a sample rate of {rate} Hz; the file is corrupt")
+        too_long = (f"LTX-2 Load Video reads at most {max_values // channels / rate:.0f} s of {channels}-channel "
+                    f"{rate} Hz sound at once; load fewer frames, or a higher fps")
+        if duration_s is not None and duration_s * rate * channels > max_values:
+            raise VideoFileError(f"{name}: the clip's sound would last {duration_s:.1f} s. {too_long}")
         offset = _stream_start(stream)
         if start_s > AUDIO_SEEK_MARGIN:  # land early: the codec needs the frames before start to decode it exactly
             target = start_s - AUDIO_SEEK_MARGIN + offset
@@ -273,9 +326,12 @@ def read_audio(path: str | os.PathLike, start_s: float = 0.0, duration_s: float 
         end = None if duration_s is None else start_s + duration_s
         resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
         parts: list[np.ndarray] = []
+        held = 0
         first = None
         try:
             for frame in container.decode(stream):
+                if interrupt is not None:
+                    interrupt()
                 t = (frame.time - offset) if frame.time is not None else None
                 if t is not None:
                     if t + frame.samples / rate < start_s:
@@ -286,6 +342,9 @@ def read_audio(path: str | os.PathLike, start_s: float = 0.0, duration_s: float 
                         first = t
                 for out in resampler.resample(frame):
                     parts.append(out.to_ndarray())
+                    held += parts[-1].size
+                if held > max_values + rate * channels:  # the margin: frames before start_s
+                    raise VideoFileError(f"{name}: the sound decodes to more than {max_values} values. {too_long}")
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray())
         except av.error.FFmpegError as err:

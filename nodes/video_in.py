@@ -12,12 +12,13 @@ import os
 
 import torch
 
+import comfy.model_management as mm
 import comfy.nested_tensor
 import comfy.utils
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..host import aux_models, model as host_model
+from ..host import aux_models, model as host_model, paths
 from ..media.audio_file import VIDEO_EXTENSIONS
 from ..media.video_file import VideoFileError, read_audio, read_frames, resize_cover
 from ..samplers import conditioning as C
@@ -33,13 +34,16 @@ RESIZE_CHUNK = 32  # frames resized at once by the encoder
 
 
 def video_files() -> list[str]:
-    """Video files of ComfyUI's input folder (sub-folders included)."""
+    """Video files of ComfyUI's input folder (sub-folders included; links that lead out of the
+    folder are not offered)."""
     root = folder_paths.get_input_directory()
     found = []
-    for dirpath, _dirs, files in os.walk(root, followlinks=True):
+    for dirpath, _dirs, files in os.walk(root):
         for name in files:
             if name.lower().endswith(VIDEO_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+                if paths.input_file(rel, VIDEO_EXTENSIONS) is not None:
+                    found.append(rel)
     return sorted(found)
 
 
@@ -94,14 +98,15 @@ class OpenLTXLoadVideo(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, video=None):  # only the inputs named: ComfyUI still checks the others
-        if video is not None and not folder_paths.exists_annotated_filepath(video):
-            return f"LTX-2 Load Video: no file {video!r} in the input folder"
-        return True
+        if video is None:  # linked: checked when it runs
+            return True
+        return paths.input_file_error("video", video, VIDEO_EXTENSIONS) or True
 
     @classmethod
-    def fingerprint_inputs(cls, video, **kw):
-        path = folder_paths.get_annotated_filepath(video)
-        if not os.path.isfile(path):
+    def fingerprint_inputs(cls, video=None, **kw):
+        # Only a file inside the input folder is ever looked at: anything else fingerprints to "".
+        path = paths.input_file(video, VIDEO_EXTENSIONS)
+        if path is None:
             return ""
         st = os.stat(path)  # videos can be large: size + time instead of a hash
         return f"{st.st_size}:{st.st_mtime_ns}:{sorted(kw.items())}"
@@ -110,11 +115,13 @@ class OpenLTXLoadVideo(io.ComfyNode):
     def execute(cls, video, start_s=0.0, frames=121, fps=0.0, width=0, height=0,
                 frames_8k_plus_1=True) -> io.NodeOutput:  # fmt: skip
         node = "LTX-2 Load Video"
-        path = folder_paths.get_annotated_filepath(video)
+        path = paths.require_input_file(node, "video", video, VIDEO_EXTENSIONS)
         bar = comfy.utils.ProgressBar(int(frames))
+        interrupt = mm.throw_exception_if_processing_interrupted
         try:
             clip = read_frames(path, start_s=float(start_s), frames=int(frames), fps=float(fps), width=int(width),
-                               height=int(height), progress=lambda d, t: bar.update_absolute(d, t))  # fmt: skip
+                               height=int(height), progress=lambda d, t: bar.update_absolute(d, t),
+                               interrupt=interrupt)  # fmt: skip
             images = clip.frames
             if frames_8k_plus_1:
                 keep = usable_frames(images.shape[0])
@@ -122,7 +129,7 @@ class OpenLTXLoadVideo(io.ComfyNode):
                     log.info("%s: %s gave %d frames, keeping %d (8k+1)", node, video, images.shape[0], keep)
                 images = images[:keep]
             duration = images.shape[0] / clip.fps
-            sound = read_audio(path, float(start_s), duration)
+            sound = read_audio(path, float(start_s), duration, interrupt=interrupt)
         except VideoFileError as err:
             raise ValueError(f"{node}: {err}") from err
         if sound is None or sound[0].shape[-1] == 0:

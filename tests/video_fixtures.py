@@ -155,3 +155,29 @@ def _transformer_weights(path: Path) -> dict:
     keys = set(read_checkpoint(path).components["transformer"])
     sd = load_file(str(path))
     return {k[len(TRANSFORMER_PREFIX):]: sd[k] for k in keys if k.startswith(TRANSFORMER_PREFIX)}
+
+
+def write_oversized_video(path: Path, side: int = 9000, frames: int = 1) -> Path:
+    """A small H.264 mp4 (a few tens of kB) of ``side`` x ``side`` black frames: a file whose
+    frames would decode to far more memory than it holds (9000^2 x 3 bytes = 243 MB per frame)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        frame = av.VideoFrame.from_ndarray(_black_yuv420(side), format="yuv420p")
+        for _ in range(frames):
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode())
+    return path
+
+
+def _black_yuv420(side: int):
+    """A black yuv420p frame as PyAV's ``from_ndarray`` takes it: ``(side * 3 / 2, side)`` uint8."""
+    import numpy as np
+
+    out = np.zeros((side * 3 // 2, side), dtype=np.uint8)
+    out[side:] = 128  # chroma at neutral
+    return out
