@@ -119,13 +119,14 @@ def tiny_ui(ui: dict, object_info: dict, seed: int | None = None) -> dict:
         if api is None:
             continue
         values, pos = node["widgets_values"], 0
+        extras = workflow_ui.extras_after(object_info[node["type"]])
         for name, kind, options, _ in workflow_ui.input_specs(object_info[node["type"]]):
             if not workflow_ui.is_widget(kind, options):
                 continue
             value = api["inputs"].get(name)
             if name in api["inputs"] and not workflow_ui.is_link(value):
                 values[pos] = value
-            pos += 1 + len(workflow_ui.widget_extras(options))
+            pos += 1 + len(extras[name])
     return out
 
 
@@ -330,7 +331,8 @@ def test_load_audio_has_upload_and_player(frontend, object_info, tmp_path):
     )
     assert "audioUI" in info["names"] and info["tag"] == "AUDIO", info
     assert info["value"] == "ltx2_sound.wav" and "ltx2_sound.wav" in (info["src"] or ""), info
-    assert len(info["names"]) == 3, f"expected audio, player and upload button: {info}"
+    assert info["names"] == ["audio", "start_s", "duration_s", "audioUI", "upload"], \
+        f"expected audio, start_s, duration_s, then the player and the upload button: {info}"
 
     # Upload a new sound through the upload button's file chooser, as a user would.
     upload = tmp_path / "openltx_uploaded.wav"
