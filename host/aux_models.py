@@ -295,6 +295,32 @@ def encode_image(vae: AuxModel, images: torch.Tensor) -> torch.Tensor:
     return latent.float().to(mm.intermediate_device())
 
 
+def encode_video(vae: AuxModel, frames: torch.Tensor, *, tiling: str = "auto", tile_sizes: dict | None = None,
+                 progress=None) -> torch.Tensor:  # fmt: skip
+    """IMAGE frames ``(F, H, W, 3)`` in [0, 1] (``F = 8k+1``, H and W multiples of 32) ->
+    latent ``(1, C, 1+k, H/32, W/32)`` on the intermediate device.
+
+    Streamed: the frames stay where they are (normally the CPU); each tile is moved to the
+    VAE's device, cast and scaled to [-1, 1] on its own (``tiling.encode_tiled``), so only one
+    tile's pixels are on the GPU at a time.
+    """
+    f, h, w, _ = frames.shape
+    shape = (1, vae.module.latent_channels, (f - 1) // T.TIME + 1, h // T.SPACE, w // T.SPACE)
+    need = T.estimate_decode_bytes(min(f, 65), min(h, 512), min(w, 512), h, w, vae.dtype)
+    device = vae.load(memory_required=need)
+    config = make_tiling(tiling, shape, device, vae.dtype, **(tile_sizes or {}))
+    pixels = frames.permute(3, 0, 1, 2).unsqueeze(0)  # (1, 3, F, H, W) view, no copy
+
+    def prepare(tile: torch.Tensor) -> torch.Tensor:
+        return tile.to(device=device, dtype=vae.dtype) * 2.0 - 1.0  # never in place: it may be the input
+
+    interrupt = mm.throw_exception_if_processing_interrupted  # checked before every tile
+    interrupt()
+    with torch.no_grad():
+        latent = T.encode_tiled(vae.module, pixels, config, progress, interrupt, prepare=prepare, device=device)
+    return latent.float().to(mm.intermediate_device())
+
+
 def upscale_video(up: AuxModel, vae: AuxModel, video: torch.Tensor) -> torch.Tensor:
     """Normalised video latent -> upscaled normalised video latent (the VAE's statistics)."""
     cfg = up.module.config

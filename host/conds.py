@@ -90,7 +90,7 @@ class CONDAppendedTokens(comfy.conds.CONDRegular):
     @staticmethod
     def _signature(item):
         fields = []
-        for name in ("frame_index", "strength", "downscale_factor"):
+        for name in ("frame_index", "strength", "downscale_factor", "frame_offset"):
             fields.append(getattr(item, name, None))
         for name in ("latent", "noise", "attention"):
             t = getattr(item, name, None)

@@ -192,12 +192,18 @@ def decode_tiled(vae, latent: torch.Tensor, tiling: TilingConfig | None, timeste
 
 # ------------------------------------------------------------------------------ encode
 def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progress: Progress = None,
-                 interrupt: Interrupt = None) -> torch.Tensor:  # fmt: skip
+                 interrupt: Interrupt = None, *, prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 device=None) -> torch.Tensor:  # fmt: skip
     """Normalized latent ``(B, C, 1+k, h, w)`` of ``pixels (B, 3, 1+8k, 32h, 32w)``, tile by tile
     (``progress`` after, ``interrupt`` before every tile).
 
     Temporal chunks start on frame ``8m`` and hold ``8j + 1`` frames, so every chunk is a
     valid encoder input; latents are blended with the same ramps as decode.
+
+    Streaming: ``pixels`` may live elsewhere than the VAE (e.g. a CPU view of an IMAGE batch);
+    ``prepare`` turns each tile's slice into the encoder's input (device, dtype, value range),
+    so only one tile's pixels are ever on the compute device.  ``device``: where the latent
+    is accumulated (default ``pixels.device``).
     """
     vae.check_pixels(pixels)
     tiling = tiling or TilingConfig(spatial_tile=None, temporal_tile=None)
@@ -211,7 +217,8 @@ def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progres
     t_weights = [torch.cat((torch.zeros(int(k > 0), dtype=torch.float64), w))
                  for k, w in enumerate(axis_weights(trimmed, tiling.ramp))]  # fmt: skip
     tiles = _spatial_plan(lh, lw, tiling, 1)
-    dev = pixels.device
+    dev = pixels.device if device is None else torch.device(device)
+    prepare = prepare or (lambda t: t)
     acc = torch.zeros(b, vae.latent_channels, lf, lh, lw, device=dev)
     wsum = torch.zeros(1, 1, lf, lh, lw, device=dev)
     total, done = len(t_spans) * len(tiles), 0
@@ -223,7 +230,7 @@ def encode_tiled(vae, pixels: torch.Tensor, tiling: TilingConfig | None, progres
             py = slice(ys.start * SPACE, ys.stop * SPACE)
             px = slice(xs.start * SPACE, xs.stop * SPACE)
             with torch.no_grad():
-                out = vae.encode(pixels[:, :, f0:f1, py, px]).float()
+                out = vae.encode(prepare(pixels[:, :, f0:f1, py, px])).float().to(dev)
             weight = (wt[:, None, None] * w2d[None]).float().to(dev)  # (f, h, w) in latents
             acc[:, :, s:e, ys, xs] += out * weight
             wsum[:, :, s:e, ys, xs] += weight

@@ -94,6 +94,10 @@ FILES: tuple[PublishedFile, ...] = (
     _f("Lightricks/LTX-2", "ltx-2-19b-distilled-lora-384.safetensors", "loras", ("lora",), "2.0", "distilled"),
     _f("Lightricks/LTX-2", "ltx-2-spatial-upscaler-x2-1.0.safetensors", "latent_upscale_models", ("upscaler",), "2.0"),
     _f("Lightricks/LTX-2", "ltx-2-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models", ("upscaler",), "2.0"),
+    # the LTX-2 IC-LoRAs (reference-video control), one repository each
+    *(_f(f"Lightricks/LTX-2-19b-IC-LoRA-{repo}", f"ltx-2-19b-ic-lora-{kind}.safetensors", "loras", ("lora",), "2.0")
+      for kind, repo in (("canny-control", "Canny-Control"), ("depth-control", "Depth-Control"),
+                         ("pose-control", "Pose-Control"), ("detailer", "Detailer"))),
     _f("Lightricks/LTX-2.3", "ltx-2.3-22b-dev.safetensors", "checkpoints", BUNDLE, "2.3", "dev"),
     _f("Lightricks/LTX-2.3", "ltx-2.3-22b-distilled-1.1.safetensors", "checkpoints", BUNDLE, "2.3", "distilled"),
     _f("Lightricks/LTX-2.3-fp8", "ltx-2.3-22b-dev-fp8.safetensors", "checkpoints", BUNDLE, "2.3", "dev"),

@@ -12,10 +12,10 @@ import importlib
 import importlib.util
 
 # Menu order: loaders, text, latents (with the LTX-2.5 duration head), conditioning, sampling, guidance,
-# decode, audio, video, then the prompt enhancer, audio output, ID-LoRA reference audio, speed options
-# and multi-GPU.
+# decode, audio, video, video in, long video, then the prompt enhancer, audio output, ID-LoRA reference
+# audio, speed options and multi-GPU.
 NODE_MODULES = ("loaders", "text", "latents", "duration", "conditioning", "sampling", "guidance", "decode", "audio",
-                "video", "enhance", "audio_out", "id_lora", "speed", "multigpu")
+                "video", "video_in", "long_video", "enhance", "audio_out", "id_lora", "speed", "multigpu")
 
 
 def _collect() -> list:

@@ -143,6 +143,29 @@ def fit_audio(audio: torch.Tensor, steps: int) -> torch.Tensor:
     return audio[:, :, :steps]
 
 
+def fit_length(x: torch.Tensor, length: int, dim: int, mode: str = "zeros") -> torch.Tensor:
+    """``x`` cut or padded to ``length`` along ``dim``; padding is zeros (``"zeros"``, e.g.
+    silence after a waveform) or repeats the last slice (``"edge"``, e.g. a latent a step short
+    after rounding)."""
+    n = x.shape[dim]
+    if n >= length:
+        return x.narrow(dim, 0, length)
+    if mode == "edge" and n > 0:
+        pad = x.narrow(dim, n - 1, 1).expand(*[length - n if d == dim % x.ndim else s for d, s in enumerate(x.shape)])
+    else:
+        shape = list(x.shape)
+        shape[dim] = length - n
+        pad = x.new_zeros(shape)
+    return torch.cat((x, pad), dim=dim)
+
+
+def kept_audio_steps(keep_frames: int, fps: float, source_steps: int, new_steps: int) -> int:
+    """Audio latents over the time of ``keep_frames`` kept latent frames (``1 + 8·(k−1)`` pixel
+    frames at ``fps``), at most what either latent has."""
+    kept_seconds = (1 + P.VIDEO_TIME_SCALE * (keep_frames - 1)) / fps
+    return min(round(kept_seconds * P.AUDIO_LATENTS_PER_SECOND), source_steps, new_steps)
+
+
 def extend_video(
     source: torch.Tensor, keep_frames: int, new_frames: int, source_audio: torch.Tensor | None = None,
     new_audio_steps: int | None = None, fps: float = 24.0,
@@ -169,8 +192,7 @@ def extend_video(
     vmask[:, :, :keep_frames] = 0.0
     audio = amask = None
     if source_audio is not None and new_audio_steps is not None:
-        kept_seconds = (1 + P.VIDEO_TIME_SCALE * (keep_frames - 1)) / fps
-        kept = min(round(kept_seconds * P.AUDIO_LATENTS_PER_SECOND), source_audio.shape[2], new_audio_steps)
+        kept = kept_audio_steps(keep_frames, fps, source_audio.shape[2], new_audio_steps)
         ab, ac, at, am_bins = source_audio.shape
         audio = source_audio.new_zeros(ab, ac, new_audio_steps, am_bins)
         amask = torch.ones(ab, 1, new_audio_steps, 1, dtype=torch.float32, device=source_audio.device)
@@ -209,13 +231,17 @@ class ReferenceVideo:
     """An IC-LoRA reference video appended as tokens.
 
     ``latent`` ``(B, C, f, h, w)`` encoded at ``1/downscale_factor`` of the output size;
-    ``attention`` ``(B, f·h·w)`` per-token attention strength in [0, 1] or ``None`` (full).
+    ``attention`` ``(B, f·h·w)`` per-token attention strength in [0, 1] or ``None`` (full);
+    ``frame_offset``: pixel frame where the reference starts (0: with the video, ltx-core's
+    reference conditioning; a later part of a long video's reference sits at its own time, see
+    ``samplers/looping.py``).
     """
 
     latent: torch.Tensor
     downscale_factor: int = 1
     strength: float = 1.0
     attention: torch.Tensor | None = None
+    frame_offset: int = 0
 
 
 def repeat_item(item, batch: int):
@@ -261,15 +287,17 @@ def keyframe_tokens(item: Keyframe, sigma: torch.Tensor, fps: float) -> tuple[to
 
 def reference_tokens(item: ReferenceVideo, sigma: torch.Tensor, fps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tokens, per-token σ and positions of an IC-LoRA reference video
-    (ltx-core's ``VideoConditionByReferenceLatent``): causal positions from frame 0, spatial
-    bounds × ``downscale_factor``; per-token σ = ``(1 − strength)·σ``."""
+    (ltx-core's ``VideoConditionByReferenceLatent``): causal positions from frame 0 (from pixel
+    frame ``frame_offset`` when set, like a keyframe there), spatial bounds × ``downscale_factor``;
+    per-token σ = ``(1 − strength)·σ``."""
     lat = item.latent
     b, _, f, h, w = lat.shape
     m = 1.0 - float(item.strength)
     tokens = P.patchify_video(lat)
     timesteps = (m * sigma.float())[:, None].expand(b, f * h * w)
     positions = P.video_positions(
-        b, f, h, w, fps, spatial_scale=P.VIDEO_SPACE_SCALE * int(item.downscale_factor), device=lat.device
+        b, f, h, w, fps, frame_offset=int(item.frame_offset), spatial_scale=P.VIDEO_SPACE_SCALE * int(item.downscale_factor),
+        device=lat.device,
     )
     return tokens, timesteps, positions
 

@@ -37,6 +37,8 @@ import numpy as np
 import pytest
 
 from comfy_host import ComfyServer, history_error
+from test_workflows_video import EXPECTED as VIDEO_EXPECTED
+from video_fixtures import tiny_prompt_for, write_video_workflow_files
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -106,7 +108,7 @@ def tiny_ui(ui: dict, object_info: dict, seed: int | None = None) -> dict:
     ``seed``: a noise seed of its own (else ComfyUI's cache can answer a workflow whose first
     stage equals one that ran before, e.g. the retake workflow's source clip, without sampling).
     """
-    tiny = demo.tiny_prompt(workflow_ui.ui_to_api(ui, object_info))
+    tiny = tiny_prompt_for(workflow_ui.ui_to_api(ui, object_info))  # the video workflows: tiny input videos
     if seed is not None:
         for node in tiny.values():
             if node["class_type"] == "RandomNoise" and not workflow_ui.is_link(node["inputs"].get("noise_seed")):
@@ -117,13 +119,14 @@ def tiny_ui(ui: dict, object_info: dict, seed: int | None = None) -> dict:
         if api is None:
             continue
         values, pos = node["widgets_values"], 0
+        extras = workflow_ui.extras_after(object_info[node["type"]])
         for name, kind, options, _ in workflow_ui.input_specs(object_info[node["type"]]):
             if not workflow_ui.is_widget(kind, options):
                 continue
             value = api["inputs"].get(name)
             if name in api["inputs"] and not workflow_ui.is_link(value):
                 values[pos] = value
-            pos += 1 + len(workflow_ui.widget_extras(options))
+            pos += 1 + len(extras[name])
     return out
 
 
@@ -163,6 +166,7 @@ def open_frontend(label: str, comfy_path: Path, tmp: Path, front_end_root: Path 
     try:
         demo.write_tiny_models(server.model_dirs)
         inputs = server.base_dir / "input"
+        write_video_workflow_files(server.model_dirs, inputs)
         inputs.mkdir(exist_ok=True)
         _write_png(inputs / "ltx2_first_frame.png", 64, 64, seed=1)
         _write_png(inputs / "ltx2_last_frame.png", 64, 64, seed=2)
@@ -306,7 +310,8 @@ def test_workflow_loads_and_runs_from_the_ui(frontend, object_info, name):
         with av.open(str(videos[0])) as container:
             assert container.streams.video and container.streams.audio, f"{videos[0].name}: streams missing"
             frames = sum(1 for _ in container.decode(video=0))
-        assert frames == demo.TINY_FRAMES, f"{videos[0].name}: {frames} frames"
+        expected = VIDEO_EXPECTED[name][0] if name in VIDEO_EXPECTED else demo.TINY_FRAMES  # long / x2 in time
+        assert frames == expected, f"{videos[0].name}: {frames} frames"
     previews = [f for f in frontend.ws_frames[frames_before:] if f[0] in PREVIEW_EVENTS and b"\xff\xd8\xff" in f[1]]
     assert previews, f"{frontend.label}: no preview image arrived over the websocket while {name} ran"
 
@@ -327,7 +332,7 @@ def test_load_audio_has_upload_and_player(frontend, object_info, tmp_path):
     assert "audioUI" in info["names"] and info["tag"] == "AUDIO", info
     assert info["value"] == "ltx2_sound.wav" and "ltx2_sound.wav" in (info["src"] or ""), info
     assert info["names"] == ["audio", "start_s", "duration_s", "audioUI", "upload"], \
-        f"expected the audio combo, the span inputs, the player and the upload button: {info}"  # fmt: skip
+        f"expected audio, start_s, duration_s, then the player and the upload button: {info}"
 
     # Upload a new sound through the upload button's file chooser, as a user would.
     upload = tmp_path / "openltx_uploaded.wav"

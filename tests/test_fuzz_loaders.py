@@ -12,6 +12,8 @@ mutant goes through the loaders a user's file reaches:
 * GGUF (the tiny transformer, Q8_0): ``read_checkpoint``, ``build_transformer``, the tensor reader
   and dequantization, the text loader's file view;
 * audio (wav, flac, mp3, m4a, ogg): ``load_audio`` whole and over a random span;
+* video (mp4 H.264 + AAC, mkv, avi MPEG-4): ``read_frames`` (own rate and resampled, resized)
+  and ``read_audio`` over the clip's span, as LTX-2 Load Video reads them;
 * images (PNG): decoded as core LoadImage does (what PIL refuses is core's business), then LTX-2
   Encode Image with the tiny VAE; plus NaN / inf / odd shapes in the IMAGE tensor itself.
 
@@ -38,7 +40,7 @@ import pytest
 import torch
 
 SEED = 11
-N_MUTANTS = {"safetensors": 300, "gguf": 300, "audio": 300, "image": 200}
+N_MUTANTS = {"safetensors": 300, "gguf": 300, "audio": 300, "image": 200, "video": 240}
 MEMORY_BOUND = 1 << 30
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**40, 2**62, 2**63 - 1, 2**64 - 1)
 COUNTS: dict[str, Counter] = {}
@@ -257,6 +259,45 @@ def test_fuzz_audio(openltx_pack, tmp_path):
                 raise
 
     run_fuzz("audio", bases, load, tmp_path, None)
+
+
+# ------------------------------------------------------------------------------ video
+def _video_files(tmp_path: Path) -> list[tuple[str, bytes, tuple[int, int]]]:
+    from video_fixtures import write_video
+
+    out = [("v.mp4", write_video(tmp_path / "v.mp4", 9, 32, 32, 24.0).read_bytes())]
+    import av
+
+    for name, fmt, codec in (("v.mkv", "matroska", "libx264"), ("v.avi", "avi", "mpeg4")):
+        path = tmp_path / name
+        with av.open(str(path), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=24)
+            s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+            for k in range(9):
+                img = np.full((32, 32, 3), 20 * k, dtype=np.uint8)
+                c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            c.mux(s.encode())
+        out.append((name, path.read_bytes()))
+    # the structure is spread over the file (mp4's moov is at its end): aim anywhere
+    return [(name, data, (0, len(data))) for name, data in out]
+
+
+def test_fuzz_video(openltx_pack, tmp_path):
+    from openltx.media.video_file import read_audio, read_frames
+
+    bases = _video_files(tmp_path)
+    for name, _, _ in bases:  # the bases themselves load
+        clip = read_frames(tmp_path / name, frames=9)
+        assert clip.frames.shape == (9, 32, 32, 3), name
+
+    def load(path, name, rng):
+        fps = rng.choice((0.0, 12.0, 30.0))
+        clip = read_frames(path, start_s=rng.choice((0.0, 0.1)), frames=9, fps=fps, width=rng.choice((0, 16)))
+        assert clip.frames.ndim == 4 and clip.frames.dtype == torch.float32 and clip.fps > 0
+        sound = read_audio(path, clip.start_s, clip.frames.shape[0] / clip.fps)
+        assert sound is None or (sound[0].ndim == 2 and sound[1] > 0)
+
+    run_fuzz("video", bases, load, tmp_path, None)
 
 
 # ------------------------------------------------------------------------------ images

@@ -33,6 +33,7 @@ import pytest
 import torch
 
 from comfy_host import history_error
+from video_fixtures import tiny_prompt_for, write_oversized_video, write_video
 from hostile_files import (
     write_big_header,
     write_deep_header,
@@ -324,6 +325,27 @@ def test_load_audio_reads_nothing_outside_the_input_folder(server, outside, case
 
 
 @server_mark
+@pytest.mark.parametrize("case", ["absolute", "relative", "link", "missing"])
+def test_load_video_reads_nothing_outside_the_input_folder(server, outside, case):
+    if not (outside / "secret.mp4").exists():
+        write_video(outside / "secret.mp4", 9, 64, 64, 24.0)
+    link = server.base_dir / "input" / "link.mp4"
+    if not link.is_symlink():
+        link.symlink_to(outside / "secret.mp4")  # inside the input folder, leading out of it
+    value = {"absolute": str(outside / "secret.mp4"), "relative": "../../" + outside.name + "/secret.mp4",
+             "link": "link.mp4", "missing": str(outside / "nothing-here.mp4")}[case]  # fmt: skip
+    snap = Snapshot(server, outside)
+    prompt = tiny_prompt_for(load_api("ltx2_retake_clip"))
+    node(prompt, "OpenLTXLoadVideo")["inputs"]["video"] = value
+    before = output_files(server)
+    details = refused(server, prompt, "video", r"video: no file .* in ComfyUI's input folder")
+    assert details.replace(repr(value), "X").startswith("video - video: no file X (.mp4, .mov, ")
+    assert output_files(server) == before
+    snap.assert_unchanged()
+    assert_healthy(server)
+
+
+@server_mark
 @pytest.mark.parametrize("prefix,reason", [("", "names the output folder itself"), (".", "names the output folder itself"),
                                            ("a/..", "names the output folder itself"), ("../x", "leaves the output folder"),
                                            ("/tmp/x", "absolute path"), ("a\x00b", "NUL")])  # fmt: skip
@@ -385,6 +407,29 @@ def test_two_hours_of_flac_silence_in_audio_to_video(server, outside, figures, w
     pattern = r"2:00:00\.0 long" if with_length else r"longer than its header says"
     message = bomb(server, prompt, pattern, "OpenLTXLoadAudio", outside, figures, f"flac_2h_{'stated' if with_length else 'unstated'}")
     assert "at most 10:00.0" in message and "duration_s" in message
+
+
+@server_mark
+@pytest.mark.parametrize("case", ["frames_9000px", "asks_for_97G_values"])
+def test_video_bombs_in_load_video(server, outside, figures, case):
+    inputs = server.base_dir / "input"
+    prompt = tiny_prompt_for(load_api("ltx2_retake_clip"))
+    load = node(prompt, "OpenLTXLoadVideo")["inputs"]
+    if case == "frames_9000px":  # 240 kB of H.264 that decodes to 243 MB per frame
+        name = "bomb-9000px.mp4"
+        if not (inputs / name).exists():
+            write_oversized_video(inputs / name, side=9000)
+        assert (inputs / name).stat().st_size < 1 << 20
+        load.update(video=name, width=0, height=0)
+        pattern = r"9000x9000.*at most 67108864 pixels"
+    else:  # a small clip, asked for 121 frames at 16384 x 16384 (388 GB of float32)
+        name = "small-clip.mp4"
+        if not (inputs / name).exists():
+            write_video(inputs / name, 9, 64, 64, 24.0)
+        load.update(video=name, frames=121, width=16384, height=16384)
+        pattern = r"121 frames of 16384x16384 would take .* GiB.*at most 8 GiB"
+    message = bomb(server, prompt, pattern, "OpenLTXLoadVideo", outside, figures, f"video_{case}")
+    assert name in message and "LTX-2 Load Video" in message
 
 
 @server_mark
@@ -700,6 +745,71 @@ def test_interrupt_while_loading_audio(openltx_pack, folders, monkeypatch):
             OpenLTXLoadAudio.execute("long.flac")
     finally:
         mm.interrupt_current_processing(False)
+
+
+def test_interrupt_while_loading_video(openltx_pack, folders):
+    import comfy.model_management as mm
+
+    from openltx.nodes.video_in import OpenLTXLoadVideo
+
+    write_video(folders["input"] / "clip.mp4", 17, 64, 64, 24.0)
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            OpenLTXLoadVideo.execute("clip.mp4", frames=17)
+    finally:
+        mm.interrupt_current_processing(False)
+    images, audio, fps, count = OpenLTXLoadVideo.execute("clip.mp4", frames=17).result
+    assert count == 17 and images.shape == (17, 64, 64, 3) and fps == 24.0
+
+
+def test_load_video_fingerprint_and_validation_stay_in_the_input_folder(openltx_pack, folders, monkeypatch):
+    from openltx.nodes.video_in import OpenLTXLoadVideo
+
+    secret = write_video(folders["outside"] / "secret.mp4", 9, 64, 64, 24.0)
+    (folders["input"] / "link.mp4").symlink_to(secret)
+    write_video(folders["input"] / "own.mp4", 9, 64, 64, 24.0)
+    stats = []
+    real_stat = os.stat
+
+    def spy(path, *args, **kwargs):
+        stats.append(os.path.realpath(path) if isinstance(path, (str, Path)) else path)
+        return real_stat(path, *args, **kwargs)
+
+    for value in (str(secret), "../outside/secret.mp4", "link.mp4", "own.wav"):
+        assert OpenLTXLoadVideo.validate_inputs(video=value) is not True, value
+        monkeypatch.setattr("os.stat", spy)
+        assert OpenLTXLoadVideo.fingerprint_inputs(video=value) == ""
+        monkeypatch.setattr("os.stat", real_stat)
+        with pytest.raises(ValueError, match=r"LTX-2 Load Video: video: no file .* in ComfyUI's input folder"):
+            OpenLTXLoadVideo.execute(value, frames=9)
+    assert str(secret) not in stats
+    assert OpenLTXLoadVideo.validate_inputs(video="own.mp4") is True
+    assert OpenLTXLoadVideo.fingerprint_inputs(video="own.mp4") != ""
+    assert "own.mp4" in __import__("openltx.nodes.video_in", fromlist=["x"]).video_files()
+    assert "link.mp4" not in __import__("openltx.nodes.video_in", fromlist=["x"]).video_files()
+
+
+def test_video_file_limits_are_checked_before_decoding(openltx_pack, tmp_path, monkeypatch):
+    """Frames too large for memory and a sound span too long are refused, naming the limit, and
+    nothing is decoded for them; a 'video' that is a concat list reads no other file."""
+    from openltx.media import video_file as V
+
+    clip = write_video(tmp_path / "clip.mp4", 9, 64, 64, 24.0)
+    decoded = []
+    real = V._decode_range
+    monkeypatch.setattr(V, "_decode_range", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    with pytest.raises(V.VideoFileError, match=r"8193 frames of 16384x9000 would take .* at most 8 GiB"):
+        V.read_frames(clip, frames=8193, width=16384, height=9000)
+    assert decoded == []
+    with pytest.raises(V.VideoFileError, match=r"sound would last 3600\.0 s\. LTX-2 Load Video reads at most"):
+        V.read_audio(clip, 0.0, 3600.0)
+    with pytest.raises(V.VideoFileError, match="finite"):
+        V.read_frames(clip, frames=9, fps=math.nan)
+    fake = tmp_path / "list.mp4"
+    fake.write_text(f"ffconcat version 1.0\nfile {clip.name}\n")
+    with pytest.raises(V.VideoFileError, match="not a readable video file"):
+        V.read_frames(fake, frames=9)
 
 
 def test_audio_span_is_decoded_exactly(openltx_pack, tmp_path):

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from comfy_host import history_error
+from video_fixtures import is_video_workflow, tiny_prompt_for, write_video_workflow_files
 
 pytestmark = pytest.mark.server
 
@@ -44,9 +45,12 @@ UI_DIR = REPO_ROOT / "workflows"
 # test_ltx25_workflows.py.
 SHIPPED_25 = ("ltx2_5_t2v", "ltx2_5_i2v", "ltx2_5_first_last_frame", "ltx2_5_distilled")
 SHIPPED = tuple(sorted(p.stem for p in API_DIR.glob("*.json") if p.stem not in SHIPPED_25))
+# The video-input workflows (input videos, IC-LoRAs, long videos) run end to end in
+# test_workflows_video.py, with their own frame / rate / size expectations.
+VIDEO_WORKFLOWS = tuple(n for n in SHIPPED if is_video_workflow(json.loads((API_DIR / f"{n}.json").read_text("utf-8"))))
 # ComfyUI core nodes the shipped workflows may use (besides OpenLTX*): nothing from other packs.
 CORE_NODES = {"SamplerCustomAdvanced", "RandomNoise", "DisableNoise", "KSamplerSelect", "KSampler", "BasicGuider",
-              "CFGGuider", "LoadImage", "Note", "MarkdownNote"}  # fmt: skip
+              "CFGGuider", "LoadImage", "Canny", "Note", "MarkdownNote"}  # fmt: skip
 FPS = 24
 TINY_SECONDS = demo.TINY_FRAMES / FPS
 
@@ -78,10 +82,10 @@ def _write_wav(path: Path, seconds: float, rate: int = 16000) -> None:
         w.writeframes(pcm.tobytes())
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
+def prepare_server(comfy_server):
     """The session server with tiny models in its model folders and the workflows' input files."""
     demo.write_tiny_models(comfy_server.model_dirs)
+    write_video_workflow_files(comfy_server.model_dirs, comfy_server.base_dir / "input")
     inputs = comfy_server.base_dir / "input"
     inputs.mkdir(exist_ok=True)
     _write_png(inputs / "ltx2_first_frame.png", 64, 64, seed=1)
@@ -90,6 +94,11 @@ def server(comfy_server):
     _write_wav(inputs / "ltx2_sound.wav", seconds=3.0)  # long enough for the audio retake's window [1 s, 2 s)
     _write_wav(inputs / "ltx2_short_sound.wav", seconds=0.1)
     return comfy_server
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    return prepare_server(comfy_server)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +218,7 @@ def probe_audio(path: Path) -> dict:
         return {"seconds": samples / stream.rate, "rate": stream.rate}
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n not in VIDEO_WORKFLOWS])
 def test_workflow_runs_end_to_end(server, name):
     prompt = demo.tiny_prompt(load_api(name))
     before = output_files(server)

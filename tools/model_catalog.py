@@ -159,6 +159,14 @@ _PRESETS = (
     Preset("ltx-2-upscalers", "LTX-2 latent upscalers: spatial x2 and temporal x2 (latent_upscale_models/)",
            (_ltx2("ltx-2-spatial-upscaler-x2-1.0.safetensors", "latent_upscale_models"),
             _ltx2("ltx-2-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models"))),
+    # LTX-2 19B IC-LoRAs, one Hugging Face repo each (reference-video control: edges, depth, pose;
+    # the detailer re-renders a video with more detail).
+    *(Preset(f"ltx-2-ic-lora-{kind}", f"LTX-2 19B IC-LoRA {title} (loras/)",
+             (HubFile(f"Lightricks/LTX-2-19b-IC-LoRA-{repo}", f"ltx-2-19b-ic-lora-{kind}.safetensors", "loras"),))
+      for kind, repo, title in (("canny-control", "Canny-Control", "canny edge control"),
+                                ("depth-control", "Depth-Control", "depth control"),
+                                ("pose-control", "Pose-Control", "human pose control"),
+                                ("detailer", "Detailer", "detailer: video-to-video refinement"))),
     # LTX-2.3 22B (Lightricks/LTX-2.3, fp8 bundles in Lightricks/LTX-2.3-fp8).
     Preset("ltx-2.3-dev", "LTX-2.3 22B dev, bf16 bundle (checkpoints/)",
            (_ltx23("ltx-2.3-22b-dev.safetensors", "checkpoints"),)),
@@ -294,10 +302,14 @@ def _workflows_preset() -> Preset:
              "ltx-2-spatial-upscaler-x2-1.0.safetensors", "ltx-2.3-22b-dev.safetensors",
              "ltx-2.3-22b-distilled-1.1.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors",
              "ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "ltx-2.3-id-lora-talkvid-3k.safetensors",
+             # video-to-video, IC-LoRA control and temporal upscale (LTX-2.0)
+             "ltx-2-19b-ic-lora-canny-control.safetensors", "ltx-2-19b-ic-lora-pose-control.safetensors",
+             "ltx-2-19b-ic-lora-detailer.safetensors", "ltx-2-temporal-upscaler-x2-1.0.safetensors",
              *LTX25_WORKFLOW_FILES)  # fmt: skip
     return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B and LTX-2.3 22B dev "
-                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2.3 ID-LoRA, Google's "
-                  "Gemma 3 folder and the LTX-2.5 files of the ltx2_5_* workflows",
+                  "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2 temporal x2 upscaler, the "
+                  "LTX-2 canny / pose / detailer IC-LoRAs, the LTX-2.3 ID-LoRA, Google's Gemma 3 folder and the "
+                  "LTX-2.5 files of the ltx2_5_* workflows",
                   tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 

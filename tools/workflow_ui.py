@@ -14,7 +14,10 @@ which inputs are sockets, its outputs.  ``--shipped`` starts a headless ComfyUI 
 Frontend details the converter reproduces (ComfyUI 0.3.75, frontend 1.2x-1.3x):
 * a seed-like INT (``control_after_generate``) is followed in ``widgets_values`` by its
   control value (``"fixed"`` here, so a shipped workflow reproduces the reference's seed);
-* ``image_upload`` adds one widget value (``"image"``), ``audio_upload`` two (``None, None``);
+* ``image_upload`` and ``video_upload`` add one widget value (``"image"``), ``audio_upload`` two
+  (``None, None``): the frontend adds its upload widget(s) after the node's inputs, so these
+  values follow the last widget (right after the file name only when that is the node's one
+  input, as in core LoadImage);
 * a widget input fed by a link keeps its widget value and gets a socket ``{"widget": {"name"}}``;
 * optional sockets carry ``"shape": 7``; loaders carry ``properties.models`` download hints.
 
@@ -89,23 +92,33 @@ def is_link(value) -> bool:
 
 
 def widget_extras(options: dict) -> list:
-    """UI-only values the frontend stores right after a widget's own value."""
+    """UI-only values the frontend stores right after a widget's own value (the seed control)."""
     if options.get("control_after_generate"):
         return [SEED_CONTROL]
-    if options.get("image_upload"):
-        return ["image"]
     return []
 
 
-def trailing_extras(options: dict) -> list:
-    """UI-only values the frontend stores after all of the node's widgets.
-
-    An ``audio_upload`` combo gets its player ("audioUI") and upload button once the node is
-    built, so they follow every other widget (e.g. Load Audio's start_s / duration_s).
-    """
-    if options.get("audio_upload"):
+def upload_extras(options: dict) -> list:
+    """Values of the upload widget(s) the frontend adds for a file combo (after the last required widget)."""
+    if options.get("image_upload") or options.get("video_upload"):  # the upload button's value
+        return ["image"]
+    if options.get("audio_upload"):  # the upload button and the audio player
         return [None, None]
     return []
+
+
+def extras_after(info: dict) -> dict[str, list]:
+    """Widget name -> the UI-only values the frontend stores after that widget's value: its own
+    (``widget_extras``), plus, after the last widget, the upload widget's (``upload_extras`` of the
+    first required upload combo: the frontend adds an "upload" input that is in no ``input_order``,
+    so its widgets come after all the others -- LTX-2 Load Audio: audio, start_s, duration_s,
+    audioUI, upload)."""
+    specs = [s for s in input_specs(info) if is_widget(s[1], s[2])]
+    out = {name: widget_extras(options) for name, _kind, options, _opt in specs}
+    upload = next((upload_extras(s[2]) for s in specs if not s[3] and upload_extras(s[2])), [])
+    if upload:
+        out[specs[-1][0]] = out[specs[-1][0]] + upload
+    return out
 
 
 def default_of(kind: str, options: dict):
@@ -270,15 +283,15 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
     for rank, node_id in enumerate(order):
         node = prompt[node_id]
         info = _schema(object_info, node["class_type"], node_id)
-        inputs, widgets_values, widgets, models, trailing = [], [], [], [], []
+        inputs, widgets_values, widgets, models = [], [], [], []
+        extras = extras_after(info)
         for name, kind, options, optional in input_specs(info):
             value = node["inputs"].get(name)
             if is_widget(kind, options):
                 widgets.append((kind, options))
                 linked = is_link(value)
                 widgets_values.append(default_of(kind, options) if linked or value is None else value)
-                widgets_values.extend(widget_extras(options))
-                trailing.extend(trailing_extras(options))
+                widgets_values.extend(extras[name])
                 if isinstance(value, str) and value in hints:
                     models.append(hints[value])
                 if linked:
@@ -288,7 +301,6 @@ def api_to_ui(prompt: dict, object_info: dict, *, description: str = "", workflo
                 if optional:
                     socket["shape"] = 7
                 inputs.append(socket)
-        widgets_values.extend(trailing)
         unknown = sorted(set(node["inputs"]) - {s[0] for s in input_specs(info)})
         if unknown:
             raise KeyError(f"node {node_id} ({node['class_type']}): inputs {unknown} are not in its schema")
@@ -355,10 +367,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
         info = _schema(object_info, node["type"], str(node["id"]))
         linked = {s["name"]: link_src[s["link"]] for s in node.get("inputs", []) if s.get("link") is not None}
         values = list(node.get("widgets_values") or [])
-        n_trailing = sum(len(trailing_extras(o)) for _, k, o, _ in input_specs(info) if is_widget(k, o))
-        if n_trailing and len(values) >= n_trailing:
-            del values[-n_trailing:]
         inputs = {}
+        extras = extras_after(info)
         for name, kind, options, optional in input_specs(info):
             if is_widget(kind, options):
                 if not values and optional:  # saved before the node gained this input: the frontend keeps its default
@@ -367,7 +377,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
                 if not values:
                     raise ValueError(f"node {node['id']} ({node['type']}): widgets_values ends before {name!r}")
                 value = values.pop(0)
-                del values[: len(widget_extras(options))]
+                del values[: len(extras[name])]
                 inputs[name] = list(linked[name]) if name in linked else value
             elif name in linked:
                 inputs[name] = list(linked[name])
