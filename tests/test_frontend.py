@@ -38,6 +38,7 @@ import pytest
 
 from comfy_host import ComfyServer, history_error
 from test_workflows_video import EXPECTED as VIDEO_EXPECTED
+from test_ltx25_workflows import tiny_prompt_25
 from video_fixtures import tiny_prompt_for, write_video_workflow_files
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
@@ -110,7 +111,11 @@ def tiny_ui(ui: dict, object_info: dict, seed: int | None = None) -> dict:
     ``seed``: a noise seed of its own (else ComfyUI's cache can answer a workflow whose first
     stage equals one that ran before, e.g. the retake workflow's source clip, without sampling).
     """
-    tiny = tiny_prompt_for(workflow_ui.ui_to_api(ui, object_info))  # the video workflows: tiny input videos
+    api = workflow_ui.ui_to_api(ui, object_info)
+    if any("ltx-2.5" in str(v) for node in api.values() for v in node["inputs"].values()):
+        tiny = tiny_prompt_25(api)  # the LTX-2.5 workflows: the tiny 2.5 set under the published names
+    else:
+        tiny = tiny_prompt_for(api)  # the video workflows: tiny input videos
     if seed is not None:
         for node in tiny.values():
             if node["class_type"] == "RandomNoise" and not workflow_ui.is_link(node["inputs"].get("noise_seed")):
@@ -167,6 +172,9 @@ def open_frontend(label: str, comfy_path: Path, tmp: Path, front_end_root: Path 
     server.start(timeout=float(os.environ.get("OPENLTX_SERVER_TIMEOUT", "120")))
     try:
         demo.write_tiny_models(server.model_dirs)
+        from openltx.model_loaders.tiny_layouts_25 import write_tiny_set_25
+
+        write_tiny_set_25(server.model_dirs)  # the LTX-2.5 workflows' files under their published names
         inputs = server.base_dir / "input"
         write_video_workflow_files(server.model_dirs, inputs)
         inputs.mkdir(exist_ok=True)
