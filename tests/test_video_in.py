@@ -262,13 +262,14 @@ def test_ic_lora_on_the_2_3_transformer_equals_ic_lora_pipeline(ltx_pipelines_me
     from ltx_core.components.patchifiers import VideoLatentPatchifier
     from ltx_core.conditioning import VideoConditionByReferenceLatent
     from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.loader.fuse_loras import _prepare_deltas
+    from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
     from ltx_core.model.transformer.modality import Modality
     from ltx_core.model.video_vae.model_configurator import VideoDecoderConfigurator, VideoEncoderConfigurator
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
     from ltx_core.types import AudioLatentShape, VideoLatentShape
     from ltx_reference import reference_model
     from test_comfy_model import Setup, assert_close
-    from test_lora import ltx_core_fused
     from test_video_vae_parity import random_vae, reference_pair
 
     from openltx.host import aux_models
@@ -310,7 +311,16 @@ def test_ic_lora_on_the_2_3_transformer_equals_ic_lora_pipeline(ltx_pipelines_me
 
     a_tools = AudioLatentTools(AudioPatchifier(patch_size=1), AudioLatentShape(*audio.shape))
     a_state = a_tools.create_initial_state("cpu", torch.float32, audio.clone())
-    ltx = reference_model(T.tiny_transformer_header(version), ltx_core_fused(base, [(lora, strength)]))
+    cpu = torch.device("cpu")
+    lora_sd = StateDict({k.removeprefix("diffusion_model."): v for k, v in lora.items()}, cpu, 0, {torch.float32})
+    # ltx-core's fuse rule per weight, W + strength * B @ A (its apply_loras takes bf16 / fp8 weights only)
+    lsds = [LoraStateDictWithStrength(lora_sd, strength)]
+    fused = {}
+    for key, w in base.items():
+        delta = _prepare_deltas(lsds, key, torch.float32, cpu) if key.endswith(".weight") else None
+        fused[key] = w if delta is None else w + delta
+    assert sum(not torch.equal(fused[k], base[k]) for k in base) > 10, "the LoRA patched nothing"
+    ltx = reference_model(T.tiny_transformer_header(version), fused)
     ctx_v, ctx_a = setup.contexts(batch=1)
     sigma = torch.tensor([0.7])
 
