@@ -105,6 +105,9 @@ FILES: tuple[PublishedFile, ...] = (
     _f("Lightricks/LTX-2.3", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors", "loras", ("lora",), "2.3", "distilled"),
     *(_f("Lightricks/LTX-2.3", f"ltx-2.3-{n}.safetensors", "latent_upscale_models", ("upscaler",), "2.3")
       for n in ("spatial-upscaler-x2-1.1", "spatial-upscaler-x1.5-1.0", "temporal-upscaler-x2-1.0")),
+    # the LTX-2.3 union-control IC-LoRA (canny / depth / pose; its reference at half size: "ref0.5")
+    _f("Lightricks/LTX-2.3-22b-IC-LoRA-Union-Control", "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors", "loras",
+       ("lora",), "2.3"),
     # --- Lightricks/LTX-2.5: split files only (../shared/real_headers/README.md): the transformer with its text
     # connectors (bf16, comfy-int8-convrot, nvfp4), Gemma 4 with the text projection and its tokenizer, the two
     # video VAEs (DiffVAE and conv) and the audio VAE + vocoder, the duration head, the LoRA and the upscalers

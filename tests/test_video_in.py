@@ -6,6 +6,9 @@ an LTX-2 latent (nodes/video_in.py, host/aux_models.encode_video).
 * frames and their encoding equal ltx-pipelines' ``load_video_conditioning`` + ltx-core's
   ``VideoEncoder`` on the same file and weights (fp32; frames to 1e-5, latents to 1e-4
   relative), tiled and untiled;
+* an IC-LoRA reference from a control file equals ltx-pipelines' ICLoraPipeline's conditioning
+  (LTX-2.0), and on LTX-2.3 with a half-size (``ref0.5``) IC-LoRA the velocities of our MODEL
+  equal ltx-core's LTXModel with the LoRA fused (fp32, 1e-5 relative);
 * the nodes on the real host with the tiny checkpoint: a nested video + audio latent of the
   right lengths, an IC-LoRA reference at width / factor, clear errors.
 """
@@ -242,6 +245,116 @@ def test_ic_lora_reference_from_a_file_equals_ic_lora_pipeline(ltx_pipelines_med
     assert torch.equal(positions, state.positions)
     torch.testing.assert_close(timesteps, state.denoise_mask[..., 0] * sigma, rtol=0, atol=0)
     assert torch.equal(attention, state.attention_mask)
+
+
+def test_ic_lora_on_the_2_3_transformer_equals_ic_lora_pipeline(ltx_pipelines_media, tmp_path, monkeypatch):
+    """LTX-2.3 with an IC-LoRA whose metadata asks for a half-size reference (as the published
+    union-control ``ref0.5`` file), fp32: control video file -> Load Video -> Encode Video with
+    the loader's factor -> Reference Video Guide -> our MODEL with the LoRA applied by LTX-2
+    LoRA Loader, against ltx-pipelines' ICLoraPipeline steps (``load_video_conditioning`` at
+    H/2 x W/2, ltx-core's 2.3 VideoEncoder, VideoConditionByReferenceLatent, weights fused by
+    ltx-core's LoRA rule, ltx-core's LTXModel) on the same file and random weights: the token
+    state to 1e-4 relative, the velocities of the generated tokens to assert_close's tolerance."""
+    import comfy.model_management as mm
+    import comfy.nested_tensor as nt
+
+    import ltx_core.loader  # noqa: F401
+    from ltx_core.components.patchifiers import VideoLatentPatchifier
+    from ltx_core.conditioning import VideoConditionByReferenceLatent
+    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.loader.fuse_loras import _prepare_deltas
+    from ltx_core.loader.primitives import LoraStateDictWithStrength, StateDict
+    from ltx_core.model.transformer.modality import Modality
+    from ltx_core.model.video_vae.model_configurator import VideoDecoderConfigurator, VideoEncoderConfigurator
+    from ltx_core.tools import AudioLatentTools, VideoLatentTools
+    from ltx_core.types import AudioLatentShape, VideoLatentShape
+    from ltx_reference import reference_model
+    from test_comfy_model import Setup, assert_close
+    from test_video_vae_parity import random_vae, reference_pair
+
+    from openltx.host import aux_models
+    from openltx.ltx2 import positions as P
+    from openltx.model_loaders import lora_file
+    from openltx.model_loaders import tiny_layouts as T
+    from openltx.nodes.conditioning import OpenLTXLoraLoader, OpenLTXReferenceVideoGuide
+    from openltx.nodes.video_in import OpenLTXEncodeVideo
+
+    version = "2.3"
+    control = write_video(tmp_path / "control.mp4", 17, 96, 64, FPS, audio_rate=None)
+    # the IC-LoRA: every attention projection, reference downscale factor 2 in its metadata
+    setup = Setup(version)
+    from test_comfy_model import tiny_transformer
+
+    _, base = tiny_transformer(version)
+    (tmp_path / "loras").mkdir()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "loras", ([str(tmp_path / "loras")], {".safetensors"}))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    lora = lora_file.write_tiny_lora(tmp_path / "loras" / "ic23.safetensors", base, rank=2, seed=7, downscale_factor=2)
+    strength = 1.0
+    model, factor = OpenLTXLoraLoader.execute(setup.patcher, "ic23.safetensors", strength)
+    assert factor == 2
+
+    # ltx-pipelines / ltx-core: reference at 96x64 for a 192x128 output, 17 frames
+    cfg = T.tiny_config(version)["vae"]
+    vae_model = random_vae(cfg, seed=5)
+    encoder, _ = reference_pair((VideoEncoderConfigurator, VideoDecoderConfigurator), cfg, vae_model)
+    with torch.no_grad():
+        ref_latent = encoder(ltx_pipelines_media.load_video_conditioning(str(control), 64, 96, 17, torch.float32,
+                                                                         torch.device("cpu")))  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    video = torch.randn(1, 128, 3, 4, 6, generator=g)
+    audio = torch.randn(1, 8, 10, 16, generator=g)
+    tools = VideoLatentTools(VideoLatentPatchifier(patch_size=1), VideoLatentShape(*video.shape), FPS)
+    state = tools.create_initial_state("cpu", torch.float32, video.clone())
+    state = VideoConditionByReferenceLatent(ref_latent, 2, 1.0).apply_to(state, tools)
+    from ltx_core.components.patchifiers import AudioPatchifier
+
+    a_tools = AudioLatentTools(AudioPatchifier(patch_size=1), AudioLatentShape(*audio.shape))
+    a_state = a_tools.create_initial_state("cpu", torch.float32, audio.clone())
+    cpu = torch.device("cpu")
+    lora_sd = StateDict({k.removeprefix("diffusion_model."): v for k, v in lora.items()}, cpu, 0, {torch.float32})
+    # ltx-core's fuse rule per weight, W + strength * B @ A (its apply_loras takes bf16 / fp8 weights only)
+    lsds = [LoraStateDictWithStrength(lora_sd, strength)]
+    fused = {}
+    for key, w in base.items():
+        delta = _prepare_deltas(lsds, key, torch.float32, cpu) if key.endswith(".weight") else None
+        fused[key] = w if delta is None else w + delta
+    assert sum(not torch.equal(fused[k], base[k]) for k in base) > 10, "the LoRA patched nothing"
+    ltx = reference_model(T.tiny_transformer_header(version), fused)
+    ctx_v, ctx_a = setup.contexts(batch=1)
+    sigma = torch.tensor([0.7])
+
+    def modality(s, ctx):
+        return Modality(latent=s.latent, sigma=sigma, timesteps=s.denoise_mask * sigma, positions=s.positions,
+                        context=ctx, enabled=True, context_mask=None, attention_mask=s.attention_mask)
+
+    # ours, through the nodes
+    vae = aux_models.AuxModel(vae_model, kind="video VAE", source="tiny", load_device=torch.device("cpu"),
+                              offload_device=torch.device("cpu"))  # fmt: skip
+    frames = V.read_frames(control, frames=17).frames
+    ours_ref = OpenLTXEncodeVideo.execute(frames, vae, width=192, height=128, downscale_factor=factor, tiling="off")[0]
+    latent = {"samples": nt.NestedTensor((video, audio)), "frame_rate": FPS}
+    cond = [[torch.zeros(1, 4, 8), {}]]
+    pos, _ = OpenLTXReferenceVideoGuide.execute(cond, cond, latent, ours_ref, factor, 1.0, 1.0)
+    ref_item = pos[0][1]["openltx_reference"][0]
+    err = ((ref_item.latent - ref_latent).norm() / ref_latent.norm()).item()
+    assert err < 1e-4, f"reference latent vs ltx-core's 2.3 encoder: {err}"
+    try:
+        mm.load_models_gpu([model], force_full_load=True)
+        with torch.no_grad():
+            ref_v, ref_a = ltx(modality(state, ctx_v), modality(a_state, ctx_a), BatchedPerturbationConfig.empty(1))
+            ours = model.model.diffusion_model([video, audio], sigma, context=ctx_v, audio_context=ctx_a,
+                                               frame_rate=FPS, openltx_reference=(ref_item,))  # fmt: skip
+    finally:
+        model.unpatch_model()
+    n = 3 * 4 * 6
+    assert ref_v.shape[1] == n + ref_latent[0, 0].numel()  # the reference tokens were appended
+    assert_close(ours[0], P.unpatchify_video(ref_v[:, :n], 3, 4, 6), "2.3 video velocity with the IC-LoRA vs ltx-core")
+    assert_close(ours[1], P.unpatchify_audio(ref_a, 8, 16), "2.3 audio velocity with the IC-LoRA vs ltx-core")
+    plain = setup.patcher.model.diffusion_model
+    with torch.no_grad():
+        without = plain([video, audio], sigma, context=ctx_v, audio_context=ctx_a, frame_rate=FPS)
+    assert (ours[0] - without[0]).abs().max() > 1e-3, "the reference and the LoRA changed nothing"
 
 
 # ------------------------------------------------------------------------------ nodes on the host

@@ -38,6 +38,7 @@ EXPECTED = {
     "ltx2_3_v2v_detailer": (LONG_FRAMES, 24, 64),
     "ltx2_ic_lora_canny": (demo.TINY_FRAMES, 24, 128),
     "ltx2_ic_lora_pose": (demo.TINY_FRAMES, 24, 128),
+    "ltx2_3_ic_lora_control": (demo.TINY_FRAMES, 24, 128),
     "ltx2_long_video": (LONG_FRAMES, 24, 64),
     "ltx2_temporal_upscale": (2 * (demo.TINY_FRAMES - 1) + 1, 48, 64),
     "ltx2_retake_clip": (demo.TINY_FRAMES, 24, 64),

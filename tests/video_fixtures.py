@@ -59,6 +59,8 @@ EXTRA_TINY = {
     "ltx-2-19b-ic-lora-pose-control.safetensors": ("loras", "ltx-2-tiny-ic-lora.safetensors"),
     "ltx-2-19b-ic-lora-detailer.safetensors": ("loras", "ltx-2-tiny-ic-lora.safetensors"),
     "ltx-2-temporal-upscaler-x2-1.0.safetensors": ("latent_upscale_models", "ltx-2-tiny-upscaler-temporal-x2.safetensors"),
+    # LTX-2.3's union-control IC-LoRA: made for the tiny 2.3 transformer, reference at half size as the published one
+    "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors": ("loras", "ltx-2.3-tiny-ic-lora-ref0.5.safetensors"),
 }  # fmt: skip
 LONG_FRAMES = 33  # tiny long runs: 5 latent frames in windows of 3 with 2 shared -> 3 windows
 TINY_WINDOW, TINY_OVERLAP = 17, 16
@@ -136,6 +138,10 @@ def write_video_workflow_files(model_dirs: dict, input_dir: Path) -> None:
     if not ic.exists():
         folder, name = demo.TINY_FILES["ltx-2-19b-dev.safetensors"]
         write_tiny_lora(ic, _transformer_weights(Path(model_dirs[folder]) / name), seed=2, downscale_factor=1)
+    ic23 = path("ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors")
+    if not ic23.exists():
+        folder, name = demo.TINY_FILES["ltx-2.3-22b-dev.safetensors"]
+        write_tiny_lora(ic23, _transformer_weights(Path(model_dirs[folder]) / name), seed=4, downscale_factor=2)
     temporal = path("ltx-2-temporal-upscaler-x2-1.0.safetensors")
     if not temporal.exists():
         write_tiny_upsampler(temporal, tiny_upsampler_config("temporal"), seed=3)

@@ -183,6 +183,10 @@ _PRESETS = (
            (_ltx23("ltx-2.3-spatial-upscaler-x2-1.1.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors", "latent_upscale_models"),
             _ltx23("ltx-2.3-temporal-upscaler-x2-1.0.safetensors", "latent_upscale_models"))),
+    Preset("ltx-2.3-ic-lora-union-control", "LTX-2.3 22B IC-LoRA union control (canny / depth / pose), reference "
+           "at half size (loras/)",
+           (HubFile("Lightricks/LTX-2.3-22b-IC-LoRA-Union-Control", "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors",
+                    "loras"),)),
     Preset("ltx-2.3-id-lora", "LTX-2.3 ID-LoRA (TalkVid, 3k steps): speaker identity from a reference voice, as "
            "ComfyUI's LTX-2.3 ID-LoRA template loads it (loras/)",
            (HubFile(COMFY_LTX23_REPO, "split_files/loras/ltx-2.3-id-lora-talkvid-3k.safetensors", "loras"),)),
@@ -305,11 +309,12 @@ def _workflows_preset() -> Preset:
              # video-to-video, IC-LoRA control and temporal upscale (LTX-2.0)
              "ltx-2-19b-ic-lora-canny-control.safetensors", "ltx-2-19b-ic-lora-pose-control.safetensors",
              "ltx-2-19b-ic-lora-detailer.safetensors", "ltx-2-temporal-upscaler-x2-1.0.safetensors",
+             "ltx-2.3-22b-ic-lora-union-control-ref0.5.safetensors",  # IC-LoRA control (LTX-2.3)
              *LTX25_WORKFLOW_FILES)  # fmt: skip
     return Preset("workflows", "Every file the shipped workflows (workflows/*.json) name: LTX-2 19B and LTX-2.3 22B dev "
                   "and distilled, their distilled LoRAs and spatial x2 upscalers, the LTX-2 temporal x2 upscaler, the "
-                  "LTX-2 canny / pose / detailer IC-LoRAs, the LTX-2.3 ID-LoRA, Google's Gemma 3 folder and the "
-                  "LTX-2.5 files of the ltx2_5_* workflows",
+                  "LTX-2 canny / pose / detailer IC-LoRAs, the LTX-2.3 union-control IC-LoRA and ID-LoRA, Google's "
+                  "Gemma 3 folder and the LTX-2.5 files of the ltx2_5_* workflows",
                   tuple(by_name[n] for n in names) + GEMMA_FILES)  # fmt: skip
 
 
