@@ -288,8 +288,8 @@ def test_workflow_loads_and_runs_from_the_ui(frontend, object_info, name):
         declared = {spec[0] for spec in workflow_ui.input_specs(object_info[node["class_type"]])}
         extra = set(node["inputs"]) - declared
         assert extra <= FRONTEND_WIDGETS, f"{frontend.label}: {node['class_type']} got undeclared inputs {extra}"
-        for name in extra:
-            del node["inputs"][name]
+        for widget in extra:
+            del node["inputs"][widget]
     expected = _strip_meta(workflow_ui.ui_to_api(ui, object_info))
     differing = {k: {"frontend": prompt.get(k), "file": expected.get(k)}
                  for k in sorted(set(prompt) | set(expected)) if prompt.get(k) != expected.get(k)}  # fmt: skip
@@ -331,7 +331,7 @@ def test_workflow_loads_and_runs_from_the_ui(frontend, object_info, name):
             assert container.streams.video and container.streams.audio, f"{videos[0].name}: streams missing"
             frames = sum(1 for _ in container.decode(video=0))
         expected = VIDEO_EXPECTED[name][0] if name in VIDEO_EXPECTED else demo.TINY_FRAMES  # long / x2 in time
-        assert frames == expected, f"{videos[0].name}: {frames} frames"
+        assert frames == expected, f"{name}: {videos[0].name}: {frames} frames, expected {expected}"
     previews = [f for f in frontend.ws_frames[frames_before:] if f[0] in PREVIEW_EVENTS and b"\xff\xd8\xff" in f[1]]
     assert previews, f"{frontend.label}: no preview image arrived over the websocket while {name} ran"
 
