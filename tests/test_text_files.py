@@ -245,10 +245,15 @@ def test_quantized_text_weights_that_cannot_be_read_are_named(tmp_path):
     text = tt.text_tensors("2.3")
     meta = tt.metadata("2.3", tt.tiny_config("2.3"))
     key = tt.DIT + "video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q"
-    odd = tt.write(tmp_path / "int8.safetensors", {**text, key + ".comfy_quant": tt.comfy_quant_marker("int8_tensorwise"),
-                                                    key + ".weight_scale": torch.ones(16, 1)}, meta)  # fmt: skip
-    with pytest.raises(CheckpointError, match=r"to_q.weight' is stored as 'int8_tensorwise', a format OpenLTX does not read"):
+    odd = tt.write(tmp_path / "mxfp8.safetensors", {**text, key + ".comfy_quant": tt.comfy_quant_marker("mxfp8"),
+                                                     key + ".weight_scale": torch.ones(16, 1)}, meta)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"to_q.weight' is stored as 'mxfp8', a format OpenLTX does not read"):
         load_text_projector(odd)
+    # int8_tensorwise (LTX-2.5's int8 ConvRot files) is read, so a float weight marked with it is a corrupt file
+    fake = tt.write(tmp_path / "int8.safetensors", {**text, key + ".comfy_quant": tt.comfy_quant_marker("int8_tensorwise"),
+                                                    key + ".weight_scale": torch.ones(16, 1)}, meta)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"to_q.weight' is marked 'int8_tensorwise' but stored as F32\. The file is corrupt"):
+        load_text_projector(fake)
     stray = tt.write(tmp_path / "stray.safetensors", {**text, key + ".weight_scale": torch.ones(())}, meta)
     with pytest.raises(CheckpointError, match=r"to_q.weight' is F32 with \['.weight_scale'\] and no quantization format"):
         load_text_projector(stray)
