@@ -73,10 +73,16 @@ TINY_ENHANCE_TOKENS = 16  # the tiny Gemma's "enhanced prompt" (gibberish: it on
 
 
 def _repo_imports() -> None:
-    """Make ``model_loaders`` (repo root) and ``comfy_host`` / ``tiny_gemma`` (tests/) importable."""
-    for path in (REPO_ROOT, REPO_ROOT / "tests"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
+    """Make ``model_loaders`` (repo root) and ``comfy_host`` / ``tiny_gemma`` (tests/) importable.
+
+    The repository root goes last on ``sys.path``: in a process that also runs ComfyUI (the test
+    suite) ``import nodes`` must stay ComfyUI's nodes.py, not the pack's ``nodes/`` package
+    (ComfyUI 0.20's comfy_extras import it by that name).
+    """
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))
+    if str(REPO_ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 
 # ----------------------------------------------------------------------------- tiny models
