@@ -62,3 +62,23 @@ def preset_header(overrides: dict, layers: int = 0) -> dict:
     if layers:
         header["num_layers"] = layers
     return header
+
+
+# Scaled-down transformer shapes shared by the benchmark scripts (header overrides of the 19B
+# config + the clip they run on).
+SMALL_MID_PRESETS = {
+    # 2 blocks, 512 / 256 wide, 4 heads: 3x8x8 latent = 192 video tokens (256x256, 17 frames)
+    "small": dict(
+        header=dict(num_layers=2, num_attention_heads=4, attention_head_dim=128, cross_attention_dim=512,
+                    audio_num_attention_heads=4, audio_attention_head_dim=64, audio_cross_attention_dim=256,
+                    caption_channels=256),
+        frames=17, width=256, height=256, text=64,
+    ),
+    # 4 blocks, 1024 / 512 wide, 8 heads: 6x16x16 latent = 1,536 video tokens (512x512, 41 frames)
+    "mid": dict(
+        header=dict(num_layers=4, num_attention_heads=8, attention_head_dim=128, cross_attention_dim=1024,
+                    audio_num_attention_heads=8, audio_attention_head_dim=64, audio_cross_attention_dim=512,
+                    caption_channels=1024),
+        frames=41, width=512, height=512, text=256,
+    ),
+}  # fmt: skip

@@ -44,27 +44,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ltx2 import attention_backends as AB  # noqa: E402
 from ltx2 import positions as P  # noqa: E402
-from common import DTYPES, fill_random_, preset_header, timed  # noqa: E402,F401  (fill_random_: re-exported)
+from common import DTYPES, SMALL_MID_PRESETS, fill_random_, preset_header, timed  # noqa: E402,F401  (fill_random_: re-exported)
 from ltx2.config import TransformerConfig  # noqa: E402
 from ltx2.inputs import StreamInput  # noqa: E402
 from ltx2.ops import TorchOps  # noqa: E402
 from ltx2.transformer import CompileOptions, LTXAVTransformer  # noqa: E402
 
 PRESETS = {
-    # 2 blocks, 512/256 wide, 3x8x8 latent = 192 video tokens: a quick CPU check of every option
-    "small": dict(
-        header=dict(num_layers=2, num_attention_heads=4, attention_head_dim=128, cross_attention_dim=512,
-                    audio_num_attention_heads=4, audio_attention_head_dim=64, audio_cross_attention_dim=256,
-                    caption_channels=256),
-        frames=17, width=256, height=256, text=64,
-    ),
-    # 4 blocks at 1024/512 wide, 6x16x16 latent = 1,536 video tokens (e.g. 512x512, 41 frames)
-    "mid": dict(
-        header=dict(num_layers=4, num_attention_heads=8, attention_head_dim=128, cross_attention_dim=1024,
-                    audio_num_attention_heads=8, audio_attention_head_dim=64, audio_cross_attention_dim=512,
-                    caption_channels=1024),
-        frames=41, width=512, height=512, text=256,
-    ),
+    **SMALL_MID_PRESETS,
     # the real 19B shapes at the reference resolution: 768x512x121 → 6,144 video tokens
     "19b": dict(header={}, frames=121, width=768, height=512, text=1024),
     # 19B shapes at stage-2 size of the distilled pipeline: 1536x1024x121 → 24,576 tokens

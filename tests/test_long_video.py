@@ -406,12 +406,6 @@ def test_node_errors(host):
 def test_node_schemas_have_tooltips_and_help_pages(repo_root):
     from openltx.nodes import long_video as N
 
-    for node in N.NODES:
-        schema = node.define_schema()
-        assert schema.node_id.startswith("OpenLTX") and schema.display_name.startswith("LTX-2 ")
-        assert schema.category.startswith("OpenLTX/") and schema.description
-        untipped = [i.id for i in schema.inputs if not (i.tooltip or "").strip()]
-        untipped += [o.display_name or o.io_type for o in schema.outputs if not (o.tooltip or "").strip()]
-        assert not untipped, f"{schema.node_id}: no tooltip on {untipped}"
-        assert (repo_root / "web" / "docs" / f"{schema.node_id}.md").is_file(), schema.node_id
-        node.GET_NODE_INFO_V1()
+    from node_schema_checks import assert_schemas_documented
+
+    assert_schemas_documented(N, repo_root)
